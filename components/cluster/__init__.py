@@ -1,0 +1,1 @@
+"""Clusters behind one interface: GKE, EKS, AKS, or an existing cluster (kubeconfig)."""

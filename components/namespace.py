@@ -1,0 +1,220 @@
+"""NamespaceBaseline: a namespace with Pod Security admission, quota, default limits and
+NetworkPolicies that deny everything except DNS and the traffic the stack declares."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pydantic import Field
+
+from components.meta import app_selector, platform_labels
+from components.settings import ComputeResources, CpuQuantity, DnsLabel, MemoryQuantity, Port, Settings
+
+PodSecurityLevel = Literal["privileged", "baseline", "restricted"]
+
+
+class QuotaSettings(Settings):
+    requests_cpu: CpuQuantity = "8"
+    requests_memory: MemoryQuantity = "16Gi"
+    limits_cpu: CpuQuantity = "16"
+    limits_memory: MemoryQuantity = "32Gi"
+    pods: int = Field(default=100, ge=1)
+
+
+class LimitRangeSettings(Settings):
+    """Defaults for containers that declare no resources, and the most one container may ask."""
+
+    default_request: ComputeResources = ComputeResources(cpu="100m", memory="128Mi")
+    default_limit: ComputeResources = ComputeResources(cpu="500m", memory="512Mi")
+    max: ComputeResources = ComputeResources(cpu="4", memory="8Gi")
+
+
+class NamespaceSettings(Settings):
+    pod_security: PodSecurityLevel = Field(
+        default="restricted", description="Pod Security admission level, enforced, audited and warned."
+    )
+    quota: QuotaSettings = QuotaSettings()
+    limits: LimitRangeSettings = LimitRangeSettings()
+
+
+class DnsSettings(Settings):
+    namespace: DnsLabel = "kube-system"
+    pod_labels: dict[str, str] = {"k8s-app": "kube-dns"}
+
+
+class AppTraffic(Settings):
+    """Pod-to-pod traffic allowed inside the app namespace, e.g. frontend -> backend:8080."""
+
+    source: str = Field(alias="from")
+    to: str
+    port: Port
+
+
+class EgressRule(Settings):
+    """Egress from app pods to an address range outside the cluster, e.g. the database."""
+
+    name: DnsLabel
+    cidr: str = Field(pattern=r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$")
+    ports: list[Port] = Field(min_length=1)
+    apps: list[str] = Field(default_factory=list, description="Apps allowed; empty means every app.")
+
+
+class NetworkSettings(Settings):
+    dns: DnsSettings = DnsSettings()
+    app_traffic: list[AppTraffic] = []
+    egress: list[EgressRule] = []
+
+
+@dataclass(frozen=True)
+class ExposedApp:
+    """An app the ingress controller may reach, on its container port."""
+
+    app: str
+    port: int
+
+
+@dataclass
+class NamespaceBaselineArgs:
+    name: str
+    settings: NamespaceSettings
+    dns: DnsSettings
+    ingress_namespace: Optional[str] = None
+    exposed: list[ExposedApp] = field(default_factory=list)
+    app_traffic: list[AppTraffic] = field(default_factory=list)
+    egress: list[EgressRule] = field(default_factory=list)
+
+
+def _port(port: int, protocol: str = "TCP") -> dict:
+    return {"port": port, "protocol": protocol}
+
+
+def _in_namespace(namespace: str) -> dict:
+    return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
+
+
+class NamespaceBaseline(pulumi.ComponentResource):
+    """One namespace and the guard rails every namespace of the platform gets."""
+
+    namespace: k8s.core.v1.Namespace
+    name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: NamespaceBaselineArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("clipper:platform:NamespaceBaseline", name, None, opts)
+        self._args = args
+        level = args.settings.pod_security
+        self.namespace = k8s.core.v1.Namespace(
+            name,
+            metadata={
+                "name": args.name,
+                "labels": {
+                    **platform_labels("namespace"),
+                    **{f"pod-security.kubernetes.io/{mode}": level for mode in ("enforce", "audit", "warn")},
+                    "pod-security.kubernetes.io/enforce-version": "latest",
+                },
+            },
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        # Everything else lives in the namespace: wait for it to exist.
+        self._child_opts = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace])
+        self._quota()
+        self._network_policies()
+        self.name = self.namespace.metadata.apply(lambda m: m["name"])
+        self.register_outputs({"name": self.name})
+
+    def _meta(self, name: str, component: str) -> dict:
+        return {"name": name, "namespace": self._args.name, "labels": platform_labels(component)}
+
+    def _quota(self) -> None:
+        q, lim = self._args.settings.quota, self._args.settings.limits
+        k8s.core.v1.ResourceQuota(
+            f"{self._args.name}-quota",
+            metadata=self._meta("compute", "quota"),
+            spec={
+                "hard": {
+                    "requests.cpu": q.requests_cpu,
+                    "requests.memory": q.requests_memory,
+                    "limits.cpu": q.limits_cpu,
+                    "limits.memory": q.limits_memory,
+                    "pods": str(q.pods),
+                }
+            },
+            opts=self._child_opts,
+        )
+        k8s.core.v1.LimitRange(
+            f"{self._args.name}-limits",
+            metadata=self._meta("container-defaults", "quota"),
+            spec={
+                "limits": [
+                    {
+                        "type": "Container",
+                        "defaultRequest": lim.default_request.model_dump(),
+                        "default": lim.default_limit.model_dump(),
+                        "max": lim.max.model_dump(),
+                    }
+                ]
+            },
+            opts=self._child_opts,
+        )
+
+    def _policy(self, name: str, spec: dict) -> None:
+        k8s.networking.v1.NetworkPolicy(
+            f"{self._args.name}-{name}",
+            metadata=self._meta(name, "network-policy"),
+            spec=spec,
+            opts=self._child_opts,
+        )
+
+    def _network_policies(self) -> None:
+        args = self._args
+        # Deny all traffic in both directions; each rule below opens one path on purpose.
+        self._policy("default-deny", {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]})
+        dns_peer = {
+            **_in_namespace(args.dns.namespace),
+            "podSelector": {"matchLabels": dict(args.dns.pod_labels)},
+        }
+        self._policy(
+            "allow-dns",
+            {
+                "podSelector": {},
+                "policyTypes": ["Egress"],
+                "egress": [{"to": [dns_peer], "ports": [_port(53, "UDP"), _port(53, "TCP")]}],
+            },
+        )
+        if args.ingress_namespace:
+            for exposed in args.exposed:
+                self._policy(
+                    f"allow-ingress-to-{exposed.app}",
+                    {
+                        "podSelector": {"matchLabels": app_selector(exposed.app)},
+                        "policyTypes": ["Ingress"],
+                        "ingress": [{"from": [_in_namespace(args.ingress_namespace)], "ports": [_port(exposed.port)]}],
+                    },
+                )
+        for rule in args.app_traffic:
+            source = {"podSelector": {"matchLabels": app_selector(rule.source)}}
+            target = {"podSelector": {"matchLabels": app_selector(rule.to)}}
+            name = f"allow-{rule.source}-to-{rule.to}"
+            self._policy(
+                f"{name}-ingress",
+                {**target, "policyTypes": ["Ingress"], "ingress": [{"from": [source], "ports": [_port(rule.port)]}]},
+            )
+            self._policy(
+                f"{name}-egress",
+                {**source, "policyTypes": ["Egress"], "egress": [{"to": [target], "ports": [_port(rule.port)]}]},
+            )
+        for rule in args.egress:
+            selector = (
+                {"matchExpressions": [{"key": "app.kubernetes.io/name", "operator": "In", "values": list(rule.apps)}]}
+                if rule.apps
+                else {}
+            )
+            self._policy(
+                f"allow-egress-{rule.name}",
+                {
+                    "podSelector": selector,
+                    "policyTypes": ["Egress"],
+                    "egress": [{"to": [{"ipBlock": {"cidr": rule.cidr}}], "ports": [_port(p) for p in rule.ports]}],
+                },
+            )

@@ -1,0 +1,156 @@
+"""The stack's configuration: read once, validated whole, before any resource is declared.
+
+Every key lives under the `clipper:` namespace of `Pulumi.<stack>.yaml`. Each section is a
+settings model owned by the component it configures (its defaults are the component's secure
+defaults); this module composes them and checks what spans sections.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Literal, Optional
+
+import pulumi
+from pulumi.runtime import config as runtime_config
+from pydantic import Field, ValidationError, model_validator
+
+from components.app import AppSettings
+from components.cert_manager import CertManagerSettings
+from components.cluster.existing import ExistingClusterSettings
+from components.external_secrets import ExternalSecretsSettings
+from components.ingress import EnvoyGatewaySettings, IngressNginxSettings, IngressSettings
+from components.metrics_server import MetricsServerSettings
+from components.namespace import NamespaceSettings, NetworkSettings
+from components.rbac import AccessSettings
+from components.settings import DnsLabel, Settings
+
+PROJECT = "clipper"
+
+
+class ConfigError(pulumi.RunError):
+    """Bad stack configuration. RunError makes the engine print the message without a traceback."""
+
+
+class Addons(Settings):
+    """The cluster add-ons, each a pinned Helm chart, each switchable per stack."""
+
+    ingress_nginx: IngressNginxSettings = Field(default=IngressNginxSettings(), alias="ingress-nginx")
+    envoy_gateway: EnvoyGatewaySettings = Field(default=EnvoyGatewaySettings(), alias="envoy-gateway")
+    cert_manager: CertManagerSettings = Field(default=CertManagerSettings(), alias="cert-manager")
+    external_secrets: ExternalSecretsSettings = Field(default=ExternalSecretsSettings(), alias="external-secrets")
+    metrics_server: MetricsServerSettings = Field(default=MetricsServerSettings(), alias="metrics-server")
+
+
+class PlatformConfig(Settings):
+    environment: Literal["production", "staging", "development"] = Field(
+        description="Drives production-only safeguards (resource protection, stricter policy levels)."
+    )
+    cloud: Literal["existing"] = Field(
+        default="existing", description="Which cluster implementation to use: existing (a kubeconfig)."
+    )
+    app_namespace: DnsLabel = Field(description="Namespace the apps run in; must be one of `namespaces`.")
+    namespaces: dict[DnsLabel, NamespaceSettings] = Field(
+        min_length=1, description="Namespaces to create, each with PSA labels, quota, limits and default-deny."
+    )
+    network: NetworkSettings = Field(default=NetworkSettings(), description="Traffic the app namespace allows.")
+    rbac: AccessSettings = Field(default=AccessSettings(), description="Who may view, deploy and administer.")
+    ingress: IngressSettings = Field(default=IngressSettings(), description="How traffic enters the cluster.")
+    addons: Addons = Field(default=Addons(), description="Cluster add-ons (Helm charts), by name.")
+    apps: dict[DnsLabel, AppSettings] = Field(min_length=1, description="Applications, by name.")
+    existing: ExistingClusterSettings = Field(
+        default=ExistingClusterSettings(), description="Settings for cloud: existing."
+    )
+
+    @model_validator(mode="after")
+    def _references_resolve(self):
+        problems = []
+        if self.app_namespace not in self.namespaces:
+            problems.append(f"appNamespace: {self.app_namespace!r} is not one of namespaces ({', '.join(self.namespaces)})")
+        for i, rule in enumerate(self.network.app_traffic):
+            for side, app in (("from", rule.source), ("to", rule.to)):
+                if app not in self.apps:
+                    problems.append(f"network.appTraffic.{i}.{side}: unknown app {app!r}")
+        for i, rule in enumerate(self.network.egress):
+            problems += [f"network.egress.{i}.apps: unknown app {a!r}" for a in rule.apps if a not in self.apps]
+        hosts: dict[str, str] = {}
+        for name, app in self.apps.items():
+            if app.secrets and not self.addons.external_secrets.enabled:
+                problems.append(f"apps.{name}.secrets: needs addons.external-secrets.enabled: true")
+            if app.host in hosts:
+                problems.append(f"apps.{name}.host: {app.host!r} is already used by app {hosts[app.host]!r}")
+            elif app.host:
+                hosts[app.host] = name
+        if self.addons.cert_manager.enabled and self.addons.cert_manager.solver == "dns01" and self.cloud == "existing":
+            problems.append("addons.cert-manager.solver: dns01 needs a cloud cluster (gke, eks or aks) for DNS access")
+        if self.cloud == "existing":
+            problems += self._existing_cluster_problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def _existing_cluster_problems(self) -> list[str]:
+        problems = []
+        if self.addons.external_secrets.enabled and self.existing.secret_store is None:
+            problems.append("existing.secretStore: External Secrets on an existing cluster needs a provider block")
+        if self.existing.mode == "cluster" and not self.existing.kubeconfig_path().is_file():
+            problems.append(
+                f"existing.kubeconfig: no kubeconfig at {self.existing.kubeconfig_path()} "
+                "(set existing.kubeconfig or $KUBECONFIG, or use mode: render)"
+            )
+        return problems
+
+    @property
+    def ingress_namespace(self) -> str:
+        addon = self.addons.envoy_gateway if self.ingress.controller == "gateway" else self.addons.ingress_nginx
+        return addon.namespace
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+
+def _raw_config() -> dict[str, Any]:
+    """Every `clipper:` key the engine (or the test mocks) passed, parsed from its wire form."""
+    merged = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    values: dict[str, Any] = {}
+    for key, raw in merged.items():
+        namespace, _, name = key.partition(":")
+        if namespace != PROJECT:
+            continue
+        try:
+            # Structured values arrive as JSON text; plain strings stay strings.
+            values[name] = json.loads(raw) if isinstance(raw, str) and raw.startswith(("[", "{")) else raw
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"{stack_file()}: {PROJECT}:{name} is not valid structured config: {error}") from error
+    return values
+
+
+def stack_file() -> str:
+    return f"Pulumi.{pulumi.get_stack()}.yaml"
+
+
+def _location(loc: tuple) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def describe(error: ValidationError) -> str:
+    """One message naming every bad key as `clipper:<path>`, and the stack file to fix."""
+    lines = []
+    for e in error.errors():
+        key = f"{PROJECT}:{_location(e['loc'])}" if e["loc"] else PROJECT
+        message = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling against the README's configuration reference)"
+        elif e["type"] == "missing":
+            message = "required key is missing"
+        elif e["type"] == "literal_error":
+            message = f"{message} (got {e['input']!r})"
+        lines.append(f"  {key}: {message}")
+    return f"invalid configuration in {stack_file()}:\n" + "\n".join(lines)
+
+
+def load_config() -> PlatformConfig:
+    """Read and validate the whole stack configuration; raise ConfigError naming every bad key."""
+    try:
+        return PlatformConfig.model_validate(_raw_config())
+    except ValidationError as error:
+        raise ConfigError(describe(error)) from None

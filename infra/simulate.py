@@ -1,0 +1,198 @@
+"""Run the program under Pulumi mocks and return everything it registers.
+
+Used by the unit and policy tests, the benchmarks and `python -m infra.simulate` (which writes the
+Kubernetes objects a stack declares as YAML, with no engine and no cluster). Mocks do not apply
+`Pulumi.yaml` config defaults; our defaults live in the settings models, so none are lost.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import runpy
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import pulumi
+import yaml
+from pulumi.runtime import mocks, rpc, settings
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+ROOT = Path(__file__).resolve().parent.parent
+PROGRAM = ROOT / "infra" / "__main__.py"
+DELETE = object()  # an override value that removes the key
+
+
+@dataclass
+class Registered:
+    """One resource as the program registered it: type, name and inputs (wire names)."""
+
+    type: str
+    name: str
+    urn: str
+    inputs: dict
+    custom: bool
+    parent: str
+    provider: str
+    protect: bool
+    dependencies: list[str]
+
+    @property
+    def is_kubernetes_object(self) -> bool:
+        return self.custom and self.type.startswith("kubernetes:") and self.type.count(":") == 2 and "helm.sh" not in self.type
+
+    @property
+    def kind(self) -> str:
+        return self.type.rsplit(":", 1)[1]
+
+    def manifest(self) -> dict:
+        """The Kubernetes object this resource declares, as `kubectl apply` would take it."""
+        _, group_version, kind = self.type.split(":")
+        group_version = group_version.removeprefix("core/")
+        doc = {"apiVersion": group_version, "kind": kind}
+        doc.update({k: v for k, v in self.inputs.items() if k not in ("apiVersion", "kind")})
+        return doc
+
+
+@dataclass
+class Simulation:
+    stack: str
+    resources: list[Registered] = field(default_factory=list)
+    outputs: dict = field(default_factory=dict)
+
+    def of_type(self, kind_or_type: str) -> list[Registered]:
+        return [r for r in self.resources if r.type == kind_or_type or (r.custom and r.kind == kind_or_type)]
+
+    def one(self, kind_or_type: str, name: str) -> Registered:
+        found = [r for r in self.of_type(kind_or_type) if (r.inputs.get("metadata") or {}).get("name") == name or r.name == name]
+        assert len(found) == 1, f"expected one {kind_or_type} {name!r}, found {[r.name for r in found]}"
+        return found[0]
+
+    def manifests(self) -> list[dict]:
+        return [r.manifest() for r in self.resources if r.is_kubernetes_object]
+
+
+class _Mocks(pulumi.runtime.Mocks):
+    """Resources echo their inputs as outputs; cloud functions answer from `calls`."""
+
+    def __init__(self, calls: Optional[Callable[[pulumi.runtime.MockCallArgs], dict]] = None):
+        self._calls = calls
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        state = dict(args.inputs)
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return self._calls(args) if self._calls else {}
+
+
+class _RecordingMonitor(mocks.MockMonitor):
+    def __init__(self, mock: _Mocks):
+        super().__init__(mock)
+        self.recorded: list[Registered] = []
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            self.recorded.append(
+                Registered(
+                    type=request.type,
+                    name=request.name,
+                    urn=response.urn,
+                    inputs=rpc.deserialize_properties(request.object, keep_unknowns=False),
+                    custom=request.custom,
+                    parent=request.parent,
+                    provider=request.provider,
+                    protect=bool(request.protect),
+                    dependencies=list(request.dependencies),
+                )
+            )
+        return response
+
+
+def stack_config(stack: str) -> dict[str, Any]:
+    """The `clipper:` keys of Pulumi.<stack>.yaml, without the namespace."""
+    path = ROOT / f"Pulumi.{stack}.yaml"
+    document = yaml.safe_load(path.read_text()) or {}
+    return {key.split(":", 1)[1]: value for key, value in (document.get("config") or {}).items() if key.startswith("clipper:")}
+
+
+def apply_overrides(config: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Set (or with DELETE remove) dotted keys, e.g. {"apps.backend.replicas": 0}."""
+    config = copy.deepcopy(config)
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split(".")
+        node = config
+        for part in parents:
+            node = node.setdefault(part, {})
+        if value is DELETE:
+            node.pop(leaf, None)
+        else:
+            node[leaf] = value
+    return config
+
+
+def simulate(
+    stack: str,
+    overrides: Optional[dict[str, Any]] = None,
+    calls: Optional[Callable[[pulumi.runtime.MockCallArgs], dict]] = None,
+    config: Optional[dict[str, Any]] = None,
+) -> Simulation:
+    """Run the program for `stack` (its stack file, plus overrides) and record every registration."""
+    values = apply_overrides(config if config is not None else stack_config(stack), overrides or {})
+    pulumi.runtime.set_all_config(
+        {f"clipper:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}, []
+    )
+    settings.ROOT.set(None)
+    monitor = _RecordingMonitor(_Mocks(calls))
+    mocks.set_mocks(monitor.mocks, project="clipper", stack=stack, preview=False, monitor=monitor)
+    settings.SETTINGS.rpc_manager.clear()
+    settings.SETTINGS.outputs.clear()
+    namespace: dict = {}
+
+    def program():
+        namespace.update(runpy.run_path(str(PROGRAM), run_name="__main__"))
+
+    _sync_await(run_pulumi_func(program))
+    return Simulation(stack=stack, resources=monitor.recorded)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.simulate",
+        description="Run the program for a stack under Pulumi mocks (no engine, no cloud, no cluster) "
+        "and write the Kubernetes objects it declares as YAML.",
+    )
+    parser.add_argument("--stack", required=True, help="stack name: reads Pulumi.<stack>.yaml")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                        help="override a config key, e.g. apps.backend.replicas=3 (repeatable)")
+    parser.add_argument("--out", type=Path, help="write one YAML stream here (default: stdout)")
+    args = parser.parse_args(argv)
+    overrides = {}
+    for item in args.set:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            parser.error(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            overrides[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            overrides[key] = raw
+    try:
+        sim = simulate(args.stack, overrides)
+    except pulumi.RunError as error:
+        print(error, file=sys.stderr)
+        return 2
+    text = yaml.safe_dump_all(sim.manifests(), sort_keys=False)
+    if args.out:
+        args.out.write_text(text)
+        print(f"wrote {len(sim.manifests())} objects to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
