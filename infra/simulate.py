@@ -61,7 +61,6 @@ class Registered:
 class Simulation:
     stack: str
     resources: list[Registered] = field(default_factory=list)
-    outputs: dict = field(default_factory=dict)
 
     def of_type(self, kind_or_type: str) -> list[Registered]:
         return [r for r in self.resources if r.type == kind_or_type or (r.custom and r.kind == kind_or_type)]
@@ -73,6 +72,14 @@ class Simulation:
 
     def manifests(self) -> list[dict]:
         return [r.manifest() for r in self.resources if r.is_kubernetes_object]
+
+
+class ProgramFailed(pulumi.RunError):
+    """The program raised; `registered` is what it had registered by then (nothing, for bad config)."""
+
+    def __init__(self, message: str, registered: list[Registered]):
+        super().__init__(message)
+        self.registered = registered
 
 
 class _Mocks(pulumi.runtime.Mocks):
@@ -89,6 +96,17 @@ class _Mocks(pulumi.runtime.Mocks):
         return self._calls(args) if self._calls else {}
 
 
+def _wire_numbers(value: Any) -> Any:
+    """Protobuf carries every number as a double; give integral ones back their int type."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _wire_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_wire_numbers(v) for v in value]
+    return value
+
+
 class _RecordingMonitor(mocks.MockMonitor):
     def __init__(self, mock: _Mocks):
         super().__init__(mock)
@@ -102,7 +120,7 @@ class _RecordingMonitor(mocks.MockMonitor):
                     type=request.type,
                     name=request.name,
                     urn=response.urn,
-                    inputs=rpc.deserialize_properties(request.object, keep_unknowns=False),
+                    inputs=_wire_numbers(rpc.deserialize_properties(request.object, keep_unknowns=False)),
                     custom=request.custom,
                     parent=request.parent,
                     provider=request.provider,
@@ -151,12 +169,10 @@ def simulate(
     mocks.set_mocks(monitor.mocks, project="clipper", stack=stack, preview=False, monitor=monitor)
     settings.SETTINGS.rpc_manager.clear()
     settings.SETTINGS.outputs.clear()
-    namespace: dict = {}
-
-    def program():
-        namespace.update(runpy.run_path(str(PROGRAM), run_name="__main__"))
-
-    _sync_await(run_pulumi_func(program))
+    try:
+        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(PROGRAM), run_name="__main__")))
+    except Exception as error:  # noqa: BLE001 - reported with what was registered
+        raise ProgramFailed(str(error), monitor.recorded) from error
     return Simulation(stack=stack, resources=monitor.recorded)
 
 

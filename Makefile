@@ -1,0 +1,81 @@
+# Clipper platform. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CHECKOV_VENV := .venv-checkov
+STATE := $(CURDIR)/.state
+STACK ?= local
+
+# Local stacks keep state in the repo's ignored .state/ folder. The passphrase protects the
+# secrets of local stacks only; real stacks use Pulumi Cloud or a KMS secrets provider.
+export PULUMI_BACKEND_URL ?= file://$(STATE)/backend
+export PULUMI_CONFIG_PASSPHRASE ?= clipper-local
+export PULUMI_SKIP_UPDATE_CHECK := true
+
+# A Pulumi CLI the user installed wins; otherwise toolchain/ builds one from Go modules.
+USER_PULUMI := $(shell command -v pulumi 2>/dev/null)
+ifeq ($(USER_PULUMI),)
+TOOLCHAIN_BUILD := bash toolchain/build.sh
+# Our plugins are on PATH; never fall back to downloading one.
+export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION := true
+else
+TOOLCHAIN_BUILD := bash toolchain/build.sh --only cluster
+endif
+# Evaluated when a recipe runs, i.e. after the toolchain target has built it.
+TOOLCHAIN_BIN = $(shell bash toolchain/build.sh --print-bin 2>/dev/null)
+WITH_TOOLCHAIN = PATH="$(TOOLCHAIN_BIN):$$PATH" VIRTUAL_ENV=$(CURDIR)/$(VENV)
+
+.PHONY: help venv checkov toolchain test test-fast up preview destroy render cluster-up cluster-down bench docs
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+venv: $(VENV)/.installed ## Python virtualenv from requirements.txt
+
+$(CHECKOV_VENV)/.installed: tests/requirements-checkov.txt
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q --disable-pip-version-check -r tests/requirements-checkov.txt
+	@touch $@
+
+checkov: $(CHECKOV_VENV)/.installed ## checkov in its own virtualenv (its pins clash with Pulumi's)
+
+toolchain: ## Pulumi engine + local Kubernetes API from Go modules (cached outside the repo)
+	@$(TOOLCHAIN_BUILD) >/dev/null
+
+test: venv checkov toolchain ## the whole suite: unit (mocks), policy, engine (real Pulumi + local API)
+	$(WITH_TOOLCHAIN) $(PY) -m pytest
+
+test-fast: venv ## unit and policy tests only: no engine, no checkov
+	$(PY) -m pytest tests/unit tests/policy -m "not slow"
+
+up: venv toolchain ## the main job: `pulumi up` of the local stack (render mode: manifests, no cluster)
+	@$(WITH_TOOLCHAIN) pulumi stack select --create $(STACK) >/dev/null
+	$(WITH_TOOLCHAIN) pulumi up --stack $(STACK) --yes --skip-preview
+	@$(PY) -m infra.rendered .state/render/$(STACK)
+
+preview: venv toolchain ## `pulumi preview` of the local stack
+	@$(WITH_TOOLCHAIN) pulumi stack select --create $(STACK) >/dev/null
+	$(WITH_TOOLCHAIN) pulumi preview --stack $(STACK)
+
+destroy: venv toolchain ## `pulumi destroy` of the local stack
+	$(WITH_TOOLCHAIN) pulumi destroy --stack $(STACK) --yes
+
+render: venv ## write the objects a stack declares as YAML, under mocks (STACK=production)
+	$(PY) -m infra.simulate --stack $(STACK) --out .state/$(STACK).yaml
+
+cluster-up: toolchain ## start a local Kubernetes API (etcd, apiserver, controllers, kwok) on loopback
+	bash toolchain/cluster.sh up
+
+cluster-down: ## stop the local Kubernetes API and remove its data
+	bash toolchain/cluster.sh down
+
+docs: venv ## regenerate Pulumi.yaml's config block and docs/configuration.md from the models
+	$(PY) -m infra.config_reference --write
