@@ -18,10 +18,13 @@ from components.settings import DnsLabel, Settings
 
 # Namespaces the cluster already has: never declared (and so never deleted) by an add-on.
 SYSTEM_NAMESPACES = frozenset({"kube-system", "default"})
-# Add-on namespaces hold controllers and webhooks the API server must reach; the charts manage
-# that traffic, so our default-deny baseline is waived here, visibly, with the reason.
-NETWORK_WAIVER = {
-    "waiver.policy.clipper.dev/namespace-default-deny": "add-on controllers and webhooks; traffic managed by the chart"
+# Add-on namespaces hold controllers and webhooks the API server must reach, sized by their
+# charts: our default-deny and quota baseline is waived there, visibly, with the reasons.
+ADDON_NAMESPACE_WAIVERS = {
+    "waiver.policy.clipper.dev/namespace-default-deny-network-policy": (
+        "add-on controllers and webhooks must be reachable from the API server; the chart manages their traffic"
+    ),
+    "waiver.policy.clipper.dev/namespace-resource-quota": "add-on workloads are sized by the chart's own values",
 }
 
 
@@ -33,7 +36,7 @@ class AddonSettings(Settings):
     repository: str = Field(description="Helm repository URL (https:// or oci://).")
     version: str = Field(min_length=1, description="Chart version, pinned.")
     namespace: DnsLabel
-    pod_security: PodSecurityLevel = "baseline"
+    pod_security: PodSecurityLevel = "restricted"
     values: dict[str, Any] = Field(default_factory=dict, description="Chart values, merged over ours.")
     promotable: bool = Field(default=False, description="`ops promote` copies this add-on's chart version.")
     timeout_seconds: int = Field(default=600, ge=60)
@@ -72,7 +75,7 @@ class HelmAddon(pulumi.ComponentResource):
                             **platform_labels("addon", name),
                             **{f"pod-security.kubernetes.io/{m}": s.pod_security for m in ("enforce", "audit", "warn")},
                         },
-                        "annotations": NETWORK_WAIVER,
+                        "annotations": ADDON_NAMESPACE_WAIVERS,
                     },
                     opts=pulumi.ResourceOptions(parent=self),
                 )
