@@ -1,0 +1,146 @@
+"""The two kinds of rule in this pack, built on pulumi_policy's policy classes.
+
+A rule module supplies only a *check*: a function from a resource (or the stack's resources) and
+the rule's effective config to violation messages. The classes here add what every rule shares, so
+that no check repeats it:
+
+* resource-type filtering;
+* skipping objects rendered from Helm charts (a chart's contents are the chart's business: rules
+  apply to what the program declares itself);
+* schema defaults merged into the config, because unit tests and ``policies.pack.evaluate`` do not
+  go through the CLI, which is what normally fills defaults in;
+* waivers (``policies.waivers``).
+
+Both classes are real ``ResourceValidationPolicy`` / ``StackValidationPolicy`` objects, so the pack
+server, the unit tests and ``policies.pack.evaluate`` all run the same ``validate``.
+"""
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Optional
+
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyConfigSchema,
+    PolicyResource,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+
+from policies.waivers import honoured_waiver
+
+# Anything with resource_type / props / name / urn: ResourceValidationArgs or PolicyResource.
+ResourceCheck = Callable[[Any, Mapping[str, Any]], Iterable[str]]
+# Yields (resource the violation belongs to, or None for the whole stack; message).
+StackCheck = Callable[[Sequence[PolicyResource], Mapping[str, Any]], Iterable[tuple[Optional[PolicyResource], str]]]
+
+_HELM_COMPONENT_PREFIX = "kubernetes:helm.sh/"
+
+
+def is_chart_content(urn: str) -> bool:
+    """Whether the URN's parent-type chain includes a Helm chart component.
+
+    URNs look like ``urn:pulumi:stack::project::parentType$childType::name``; a helm.v3.Release has
+    no children in the program, but a component chart (helm.v3.Chart) does.
+    """
+    parts = urn.split("::")
+    if len(parts) < 4:
+        return False
+    ancestors = parts[2].split("$")[:-1]
+    return any(t.startswith(_HELM_COMPONENT_PREFIX) for t in ancestors)
+
+
+def config_defaults(schema: Optional[PolicyConfigSchema]) -> dict[str, Any]:
+    if schema is None:
+        return {}
+    return {key: prop["default"] for key, prop in schema.properties.items() if "default" in prop}
+
+
+def effective_config(schema: Optional[PolicyConfigSchema], given: Mapping[str, Any]) -> dict[str, Any]:
+    return {**config_defaults(schema), **dict(given or {})}
+
+
+class _ClipperRule:
+    """Fields every clipper rule carries beyond pulumi_policy's: why it exists, and waivability."""
+
+    rationale: str
+    waivable: bool
+
+
+class ResourceRule(ResourceValidationPolicy, _ClipperRule):
+    def __init__(
+        self,
+        *,
+        name: str,
+        description: str,
+        rationale: str,
+        remediation: str,
+        check: ResourceCheck,
+        resource_types: Optional[Iterable[str]] = None,
+        config_properties: Optional[dict[str, dict[str, Any]]] = None,
+        enforcement_level: EnforcementLevel = EnforcementLevel.MANDATORY,
+        waivable: bool = True,
+    ) -> None:
+        super().__init__(
+            name=name,
+            description=description,
+            validate=self._validate,
+            enforcement_level=enforcement_level,
+            config_schema=PolicyConfigSchema(properties=config_properties) if config_properties else None,
+            remediation_steps=remediation,
+        )
+        self.rationale = rationale
+        self.waivable = waivable
+        self.resource_types = frozenset(resource_types) if resource_types is not None else None
+        self._check = check
+
+    def applies_to(self, resource_type: str) -> bool:
+        return self.resource_types is None or resource_type in self.resource_types
+
+    def _validate(self, args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+        if not self.applies_to(args.resource_type) or is_chart_content(args.urn):
+            return
+        if self.waivable and honoured_waiver(args.props, self.name):
+            return
+        config = effective_config(self.config_schema, args.get_config())
+        for message in self._check(args, config):
+            report_violation(message, None)
+
+
+class StackRule(StackValidationPolicy, _ClipperRule):
+    def __init__(
+        self,
+        *,
+        name: str,
+        description: str,
+        rationale: str,
+        remediation: str,
+        check: StackCheck,
+        config_properties: Optional[dict[str, dict[str, Any]]] = None,
+        enforcement_level: EnforcementLevel = EnforcementLevel.MANDATORY,
+        waivable: bool = True,
+    ) -> None:
+        super().__init__(
+            name=name,
+            description=description,
+            validate=self._validate,
+            enforcement_level=enforcement_level,
+            config_schema=PolicyConfigSchema(properties=config_properties) if config_properties else None,
+            remediation_steps=remediation,
+        )
+        self.rationale = rationale
+        self.waivable = waivable
+        self._check = check
+
+    def _validate(self, args: StackValidationArgs, report_violation: ReportViolation) -> None:
+        declared = [r for r in args.resources if not is_chart_content(r.urn)]
+        config = effective_config(self.config_schema, args.get_config())
+        for resource, message in self._check(declared, config):
+            if resource is not None and self.waivable and honoured_waiver(resource.props, self.name):
+                continue
+            report_violation(message, resource.urn if resource is not None else None)
+
+
+Rule = ResourceRule | StackRule
