@@ -81,8 +81,10 @@ def project_config() -> dict[str, dict]:
             entry["type"] = "string" if literal else kind
             if default is not PydanticUndefined and default is not None:
                 entry["default"] = default
-        # Structured keys carry no Pulumi type (Pulumi has none for objects); their defaults
-        # live in the models and are listed in docs/configuration.md.
+        elif default is not PydanticUndefined:
+            # Pulumi has no object type, and treats a key without default as required. An empty
+            # default means "the model's defaults", listed in docs/configuration.md.
+            entry["default"] = [] if isinstance(default, list) else {}
         block[f"{PROJECT}:{_key(name, field)}"] = entry
     return block
 
