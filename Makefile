@@ -51,7 +51,7 @@ toolchain: ## Pulumi engine + local Kubernetes API from Go modules (cached outsi
 	@$(TOOLCHAIN_BUILD) >/dev/null
 
 test: venv checkov toolchain ## the whole suite: unit (mocks), policy, engine (real Pulumi + local API)
-	$(WITH_TOOLCHAIN) $(PY) -m pytest
+	$(WITH_TOOLCHAIN) CLIPPER_REQUIRE_ENGINE=1 $(PY) -m pytest
 
 test-fast: venv ## unit and policy tests only: no engine, no checkov
 	$(PY) -m pytest tests/unit tests/policy -m "not slow"

@@ -39,8 +39,11 @@ def schema_errors(docs: list[dict]) -> list[str]:
 def checkov_failures(directory: Path) -> list[str]:
     """Failed checkov checks on every YAML file in `directory`, as 'CHECK resource: name'."""
     assert CHECKOV.exists(), f"checkov not installed at {CHECKOV}: run `make test` (it builds .venv-checkov)"
+    # Files by name: checkov skips hidden directories such as .state/ when given a directory.
+    files = [arg for path in sorted(directory.rglob("*.yaml")) for arg in ("-f", str(path))]
+    assert files, f"no manifests in {directory}"
     result = subprocess.run(
-        [str(CHECKOV), "-d", str(directory), "--framework", "kubernetes", "-o", "json", "--quiet",
+        [str(CHECKOV), *files, "--framework", "kubernetes", "-o", "json", "--quiet",
          "--skip-download", "--skip-check", ",".join(CHECKOV_SKIPS)],
         capture_output=True, text=True, env={**os.environ, "CKV_SKIP_PACKAGE_UPDATE_CHECK": "true"}, timeout=600,
     )

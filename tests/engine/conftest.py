@@ -1,0 +1,54 @@
+"""Fixtures for tests that run the real Pulumi engine (built by toolchain/) on copies of the
+project, with a throwaway file backend, and optionally a local Kubernetes API server."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.engine.engine import Project, toolchain_bin
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/engine/" in str(item.fspath):
+            item.add_marker(pytest.mark.engine)
+
+
+@pytest.fixture(scope="session")
+def bin_dir() -> Path:
+    found = toolchain_bin()
+    if found is None:
+        message = "the Pulumi toolchain is not built: run `make toolchain` (make test does)"
+        if os.environ.get("CLIPPER_REQUIRE_ENGINE") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+@pytest.fixture
+def project(bin_dir, tmp_path) -> Project:
+    """A copy of the project in a temp dir: stacks and config edits never touch the repo."""
+    return Project.copy_of(ROOT, tmp_path, bin_dir)
+
+
+@pytest.fixture(scope="session")
+def local_cluster(bin_dir, tmp_path_factory):
+    """A local API server (etcd, kube-apiserver, controllers, kwok) for the whole session."""
+    cluster_dir = tmp_path_factory.mktemp("cluster")
+    env = {**os.environ, "CLIPPER_CLUSTER_DIR": str(cluster_dir)}
+    script = ROOT / "toolchain" / "cluster.sh"
+    if shutil.which("kubectl") is None:
+        pytest.fail("kubectl is required for the local cluster tests")
+    started = subprocess.run(["bash", str(script), "up"], env=env, capture_output=True, text=True, timeout=300)
+    if started.returncode != 0:
+        pytest.fail(f"local cluster did not start:\n{started.stderr[-3000:]}")
+    try:
+        yield cluster_dir / "kubeconfig"
+    finally:
+        subprocess.run(["bash", str(script), "down"], env=env, capture_output=True, text=True, timeout=120)

@@ -1,0 +1,305 @@
+"""`python -m infra.ops` against the real engine on the two local stacks (render mode), each test
+on its own copy of the project and of a throwaway file backend in which v1 runs in both stacks and
+v2 in local-staging. The drift test needs the local API server and runs only when it is built."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from infra.ops.history import parse_history
+from infra.rendered import rendered_objects
+
+ROOT = Path(__file__).resolve().parents[2]
+STAGING, PRODUCTION = "local-staging", "local-production"
+STACK_FILES = [f"Pulumi.{STAGING}.yaml", f"Pulumi.{PRODUCTION}.yaml"]
+PROJECT_FILES = ["Pulumi.yaml", *STACK_FILES, "infra", "components", "policies"]
+ENGINE_BINARIES = ["pulumi", "pulumi-language-python", "pulumi-resource-kubernetes"]
+PASSPHRASE = "clipper-local"  # the local stacks' secrets are encrypted with it (see their files)
+WEBHOOK = {s: f"https://hooks.clpr.localhost/deploys/{s}" for s in (STAGING, PRODUCTION)}
+V1_BACKEND, V2_BACKEND = "ghcr.io/clpr-tv/backend:1.4.2", "ghcr.io/clpr-tv/backend:1.5.0"
+
+
+def engine_bin_dir() -> Path | None:
+    """The toolchain's bin dir once the engine (CLI, Python host, Kubernetes provider) is built;
+    the local API server is not needed for render mode."""
+    found = subprocess.run(["bash", str(ROOT / "toolchain" / "build.sh"), "--print-bin"], capture_output=True, text=True)
+    lines = found.stdout.strip().splitlines()
+    path = Path(lines[-1]) if lines else None
+    return path if path and all((path / name).exists() for name in ENGINE_BINARIES) else None
+
+
+@pytest.fixture(scope="module")
+def engine_bin() -> Path:
+    found = engine_bin_dir()
+    if found is None:
+        message = "the Pulumi engine (pulumi, pulumi-language-python, pulumi-resource-kubernetes) is not built: run `make toolchain`"
+        if os.environ.get("CLIPPER_REQUIRE_ENGINE") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@dataclass
+class OpsProject:
+    """A copy of the project with its own file backend: the ops CLI and pulumi run against it."""
+
+    dir: Path
+    env: dict
+
+    @classmethod
+    def create(cls, base: Path, bin_dir: Path, with_policies: bool) -> "OpsProject":
+        work, backend = base / "project", base / "backend"
+        work.mkdir(parents=True)
+        backend.mkdir()
+        for name in PROJECT_FILES:
+            src = ROOT / name
+            if src.is_dir():
+                shutil.copytree(src, work / name, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy(src, work / name)
+        if not with_policies:
+            (work / "policies" / "PulumiPolicy.yaml").unlink()
+        (work / ".venv").symlink_to(ROOT / ".venv")
+        return cls(work, cls._env(base, bin_dir))
+
+    @staticmethod
+    def _env(base: Path, bin_dir: Path) -> dict:
+        return {
+            **os.environ,
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+            "PULUMI_BACKEND_URL": f"file://{base / 'backend'}",
+            "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+            "PULUMI_HOME": str(base / "pulumi-home"),
+            "PULUMI_SKIP_UPDATE_CHECK": "true",
+            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        }
+
+    def clone(self, base: Path) -> "OpsProject":
+        """The same project and backend state, somewhere else (the file backend is just files)."""
+        source_base = self.dir.parent
+        for name in ("project", "backend"):
+            shutil.copytree(source_base / name, base / name, symlinks=True)
+        return OpsProject(base / "project", self._env(base, Path(self.env["PATH"].split(os.pathsep)[0])))
+
+    def pulumi(self, *args: str) -> Run:
+        done = subprocess.run(["pulumi", *args, "--non-interactive"], cwd=self.dir, env=self.env,
+                              capture_output=True, text=True, timeout=600)
+        return Run(done.returncode, done.stdout, done.stderr)
+
+    def ok(self, *args: str) -> str:
+        run = self.pulumi(*args)
+        assert run.returncode == 0, f"pulumi {' '.join(args)} failed:\n{(run.stdout + run.stderr)[-4000:]}"
+        return run.stdout
+
+    def ops(self, *args: str) -> Run:
+        done = subprocess.run([sys.executable, "-m", "infra.ops", "--work-dir", str(self.dir), *args], cwd=ROOT,
+                              env=self.env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+        return Run(done.returncode, done.stdout, done.stderr)
+
+    def deploy(self, stack: str, message: str) -> None:
+        self.ok("up", "--stack", stack, "--yes", "--skip-preview", "--message", message)
+
+    def set_image(self, stack: str, app: str, image: str) -> None:
+        self.ok("config", "set", "--path", f"clipper:apps.{app}.image", image, "--stack", stack)
+
+    def history(self, stack: str):
+        return parse_history(json.loads(self.ok("stack", "history", "--json", "--show-secrets", "--stack", stack)))
+
+    def outputs(self, stack: str) -> dict:
+        return json.loads(self.ok("stack", "output", "--json", "--show-secrets", "--stack", stack))
+
+    def rendered_image(self, stack: str, app: str) -> str:
+        """The image of the app's Deployment as the provider rendered it. The engine runs the
+        program in infra/ (Pulumi.yaml `main`), so a relative renderDir lands under it."""
+        render_dir = yaml.safe_load((self.dir / f"Pulumi.{stack}.yaml").read_text())["config"]["clipper:existing"]["renderDir"]
+        candidates = [self.dir / "infra" / render_dir, self.dir / render_dir]
+        directory = next(d for d in candidates if d.is_dir())
+        deployments = [d for d in rendered_objects(directory) if d["kind"] == "Deployment" and d["metadata"]["name"] == app]
+        assert len(deployments) == 1, f"expected one rendered Deployment {app} in {directory}"
+        return deployments[0]["spec"]["template"]["spec"]["containers"][0]["image"]
+
+    def snapshot(self) -> tuple:
+        """What must not change when a command refuses: stack files and every stack's history."""
+        files = tuple((self.dir / name).read_text() for name in STACK_FILES)
+        return files, tuple(len(self.history(stack)) for stack in (STAGING, PRODUCTION))
+
+
+@pytest.fixture(scope="module")
+def deployed(engine_bin, tmp_path_factory) -> OpsProject:
+    """v1 in both local stacks, then v2 (backend 1.5.0) in local-staging. No policy pack: the
+    policy test below runs it on its own."""
+    project = OpsProject.create(tmp_path_factory.mktemp("ops-template"), engine_bin, with_policies=False)
+    for stack in (STAGING, PRODUCTION):
+        project.ok("stack", "init", stack)
+        project.deploy(stack, "deploy v1")
+    project.set_image(STAGING, "backend", V2_BACKEND)
+    project.deploy(STAGING, "deploy v2")
+    return project
+
+
+@pytest.fixture
+def project(deployed, tmp_path) -> OpsProject:
+    return deployed.clone(tmp_path)
+
+
+def test_promote_then_rollback_restores_v1_config_and_secret(project):
+    promoted = project.ops("promote", "--from", STAGING, "--to", PRODUCTION, "--yes")
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+    assert "==> preview of local-production" in promoted.stdout and "  | " in promoted.stdout  # engine progress
+    assert project.outputs(PRODUCTION)["appImages"]["backend"] == V2_BACKEND
+    assert project.rendered_image(PRODUCTION, "backend") == V2_BACKEND
+    newest = project.history(PRODUCTION)[0]
+    assert newest.message == "promote local-staging -> local-production: backend 1.4.2 -> 1.5.0"
+
+    rolled = project.ops("rollback", "--stack", PRODUCTION, "--steps", "1", "--yes")
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    history = project.history(PRODUCTION)
+    v1 = next(r for r in history if r.number == 1)
+    assert history[0].message.startswith("rollback local-production to update 1 (")
+    assert history[0].config == v1.config  # the rollback ran with exactly v1's config
+    assert project.outputs(PRODUCTION)["appImages"]["backend"] == V1_BACKEND
+    assert project.rendered_image(PRODUCTION, "backend") == V1_BACKEND
+    webhook = json.loads(project.ok("config", "get", "clipper:notificationWebhook", "--json", "--stack", PRODUCTION))
+    assert webhook == {"value": WEBHOOK[PRODUCTION], "secret": True}
+    assert project.outputs(PRODUCTION)["notificationWebhook"] == WEBHOOK[PRODUCTION]
+    assert "secure:" in (project.dir / f"Pulumi.{PRODUCTION}.yaml").read_text()  # still encrypted at rest
+
+    listed = project.ops("history", "--stack", PRODUCTION, "--json")
+    assert [e["number"] for e in json.loads(listed.stdout)] == [3, 2, 1]
+    assert WEBHOOK[PRODUCTION] not in listed.stdout
+
+
+def test_rollback_to_a_failed_update_is_refused_and_changes_nothing(project):
+    project.set_image(PRODUCTION, "backend", "ghcr.io/clpr-tv/backend")  # no tag: the program rejects it
+    assert project.pulumi("up", "--stack", PRODUCTION, "--yes", "--skip-preview").returncode != 0
+    failed = project.history(PRODUCTION)[0]
+    assert (failed.number, failed.result) == (2, "failed")
+    before = project.snapshot()
+    refused = project.ops("rollback", "--stack", PRODUCTION, "--to", "2", "--yes")
+    assert refused.returncode == 1
+    assert "update 2" in refused.stderr and "did not deploy" in refused.stderr
+    assert project.snapshot() == before
+
+    # --steps 1 undoes the failed update: back to v1, the last good config.
+    rolled = project.ops("rollback", "--stack", PRODUCTION, "--steps", "1", "--yes")
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    assert project.history(PRODUCTION)[0].config == project.history(PRODUCTION)[-1].config
+
+
+def test_promotion_from_a_failed_source_is_refused(project):
+    project.set_image(STAGING, "backend", "ghcr.io/clpr-tv/backend")
+    assert project.pulumi("up", "--stack", STAGING, "--yes", "--skip-preview").returncode != 0
+    before = project.snapshot()
+    refused = project.ops("promote", "--from", STAGING, "--to", PRODUCTION, "--yes")
+    assert refused.returncode == 1
+    assert "the newest update of local-staging" in refused.stderr and "failed" in refused.stderr
+    assert project.snapshot() == before
+
+
+def test_promotion_needs_yes_without_a_terminal(project):
+    before = project.snapshot()
+    refused = project.ops("promote", "--from", STAGING, "--to", PRODUCTION)
+    assert refused.returncode == 1
+    assert "pass --yes" in refused.stderr
+    assert project.snapshot() == before  # the staged config was put back after the preview
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["promote", "--from", STAGING, "--to", "nowhere", "--yes"], "unknown stack 'nowhere'"),
+        (["promote", "--from", STAGING, "--to", STAGING, "--yes"], "both 'local-staging'"),
+        (["promote", "--from", STAGING, "--to", PRODUCTION, "--apps", "payments", "--yes"], "unknown app(s) payments"),
+        (["rollback", "--stack", PRODUCTION, "--to", "7", "--yes"], "there is no update 7"),
+        (["rollback", "--stack", PRODUCTION, "--steps", "5", "--yes"], "--steps 5: only 0 successful update(s)"),
+        (["history", "--stack", "nowhere"], "unknown stack 'nowhere'"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_message_and_change_nothing(project, args, message):
+    before = project.snapshot()
+    run = project.ops(*args)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert message in run.stderr and run.stderr.count("\n") == 1
+    assert project.snapshot() == before
+
+
+def test_diff_preflight_and_drift_on_render_mode_stacks(project):
+    diff = project.ops("diff", "--from", STAGING, "--to", PRODUCTION)
+    assert diff.returncode == 0
+    assert "promotion would: backend 1.4.2 -> 1.5.0" in diff.stdout
+    preflight = project.ops("preflight", "--stack", PRODUCTION)
+    assert preflight.returncode == 0, preflight.stdout + preflight.stderr
+    assert "local-production: GO" in preflight.stdout
+    for check in ("config validates", "pulumi CLI", "Kubernetes provider", "preview", "policy pack", "no pending operations"):
+        assert check in preflight.stdout
+    drift = project.ops("drift", "--stack", PRODUCTION)
+    assert drift.returncode == 0 and "render mode" in drift.stdout
+
+
+def test_preflight_says_no_go_on_bad_config(project):
+    project.set_image(PRODUCTION, "frontend", "ghcr.io/clpr-tv/frontend:latest")
+    run = project.ops("preflight", "--stack", PRODUCTION)
+    assert run.returncode == 1
+    assert "local-production: NO-GO" in run.stdout and "mutable tag 'latest'" in run.stdout
+
+
+def test_promote_previews_with_the_policy_pack(engine_bin, tmp_path):
+    project = OpsProject.create(tmp_path, engine_bin, with_policies=True)
+    for stack in (STAGING, PRODUCTION):
+        project.ok("stack", "init", stack)
+        project.deploy(stack, "deploy v1")
+    project.set_image(STAGING, "backend", V2_BACKEND)
+    project.deploy(STAGING, "deploy v2")
+    run = project.ops("promote", "--from", STAGING, "--to", PRODUCTION, "--yes")
+    if "RunPlugin not implemented" in run.stderr:
+        pytest.skip("this toolchain's Python language host cannot run policy packs (RunPlugin not implemented)")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "with the policy pack" in run.stdout
+    assert project.outputs(PRODUCTION)["appImages"]["backend"] == V2_BACKEND
+
+
+def test_drift_in_cluster_mode_is_found_and_blocks_promotion(deployed, local_cluster, tmp_path):
+    """On the local API server: promote runs v2 live; a change made with kubectl is drift, which
+    `drift` lists (exit 1) and which makes `promote` from that stack refuse."""
+    project = deployed.clone(tmp_path)
+    for stack in (STAGING, PRODUCTION):
+        project.ok("config", "set", "--path", "clipper:existing.mode", "cluster", "--stack", stack)
+        project.ok("config", "set", "--path", "clipper:existing.kubeconfig", str(local_cluster), "--stack", stack)
+        project.deploy(stack, "move to the local cluster")
+    promoted = project.ops("promote", "--from", STAGING, "--to", PRODUCTION, "--yes")
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+    live = subprocess.run(
+        ["kubectl", "--kubeconfig", str(local_cluster), "-n", "clipper-production", "get", "deployment", "backend",
+         "-o", "jsonpath={.spec.template.spec.containers[0].image}"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert live.stdout == V2_BACKEND, live.stderr
+
+    assert project.ops("drift", "--stack", STAGING).returncode == 0
+    subprocess.run(
+        ["kubectl", "--kubeconfig", str(local_cluster), "-n", "clipper-staging", "label", "deployment", "backend",
+         "edited-by=hand"],
+        check=True, capture_output=True, timeout=60,
+    )
+    drift = project.ops("drift", "--stack", STAGING)
+    assert drift.returncode == 1, drift.stdout + drift.stderr
+    assert "Deployment" in drift.stdout and "changed outside Pulumi" in drift.stdout
+    before = project.snapshot()
+    refused = project.ops("promote", "--from", STAGING, "--to", PRODUCTION, "--yes")
+    assert refused.returncode == 1 and "drifted from its recorded state" in refused.stderr
+    assert project.snapshot() == before
