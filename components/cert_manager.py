@@ -8,6 +8,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pydantic import Field
 
+from components.cluster.base import WorkloadIdentity
 from components.helm_addon import AddonSettings, HelmAddon, HelmAddonArgs
 from components.meta import platform_labels
 
@@ -32,9 +33,10 @@ class CertManagerSettings(AddonSettings):
 class CertManagerArgs:
     settings: CertManagerSettings
     ingress_class: str
-    # DNS-01 solver block for the stack's cloud (from the cluster's workload identity); None for HTTP-01.
+    # DNS-01 only: the solver block for the stack's cloud zone, and the cloud identity cert-manager
+    # answers challenges as (on its ServiceAccount and pods). None for HTTP-01.
     dns01_solver: Optional[dict] = None
-    service_account_annotations: Optional[dict] = None
+    identity: Optional[WorkloadIdentity] = None
 
 
 class CertManager(pulumi.ComponentResource):
@@ -46,9 +48,11 @@ class CertManager(pulumi.ComponentResource):
         s = args.settings
         if s.solver == "dns01" and args.dns01_solver is None:
             raise ValueError("cert-manager solver dns01 needs a DNS zone and a cloud identity for the cluster")
+        identity = args.identity or WorkloadIdentity(namespace=s.namespace, service_account="cert-manager")
         values = {
             "crds": {"enabled": True, "keep": True},
-            "serviceAccount": {"annotations": args.service_account_annotations or {}},
+            "serviceAccount": {"name": identity.service_account, "annotations": identity.service_account_annotations},
+            "podLabels": identity.pod_labels,
             "podDisruptionBudget": {"enabled": True},
         }
         self.addon = HelmAddon(name, HelmAddonArgs(settings=s, values=values), pulumi.ResourceOptions(parent=self))

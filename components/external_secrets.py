@@ -2,13 +2,14 @@
 cloud secret manager. Apps then declare ExternalSecrets against that store."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
 from pydantic import Field
 
+from components.cluster.base import WorkloadIdentity
 from components.helm_addon import AddonSettings, HelmAddon, HelmAddonArgs
 from components.meta import platform_labels
 from components.settings import DnsLabel
@@ -26,11 +27,10 @@ class ExternalSecretsSettings(AddonSettings):
 @dataclass
 class ExternalSecretsArgs:
     settings: ExternalSecretsSettings
-    # ESO `spec.provider` block for the stack's cloud, authenticated as the operator's ServiceAccount.
+    # ESO `spec.provider` block for the stack's cloud, authenticated as `identity`, the cloud
+    # identity of the operator's ServiceAccount (from `Cluster.identity_for`).
     store_provider: pulumi.Input[dict]
-    service_account_annotations: dict = field(default_factory=dict)
-    pod_labels: dict = field(default_factory=dict)
-    service_account: str = "external-secrets"
+    identity: WorkloadIdentity
 
 
 class ExternalSecrets(pulumi.ComponentResource):
@@ -43,8 +43,8 @@ class ExternalSecrets(pulumi.ComponentResource):
         s = args.settings
         values = {
             "installCRDs": True,
-            "serviceAccount": {"name": args.service_account, "annotations": args.service_account_annotations},
-            "podLabels": args.pod_labels,
+            "serviceAccount": {"name": args.identity.service_account, "annotations": args.identity.service_account_annotations},
+            "podLabels": args.identity.pod_labels,
         }
         self.addon = HelmAddon(name, HelmAddonArgs(settings=s, values=values), pulumi.ResourceOptions(parent=self))
         self.store_name = s.store_name

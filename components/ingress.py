@@ -60,6 +60,10 @@ class IngressController(Protocol):
 
     def route(self, route: Route, opts: pulumi.ResourceOptions) -> pulumi.CustomResource: ...
 
+    def address(self) -> Optional[pulumi.Output[str]]:
+        """The public load-balancer IP or hostname, where it can be read; None where it cannot."""
+        ...
+
 
 def _lb_address(status) -> str:
     ingress = (status.load_balancer.ingress if status and status.load_balancer else None) or []
@@ -200,6 +204,11 @@ class GatewayIngress(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[gateway])),
         )
+
+
+    def address(self) -> None:
+        # Envoy Gateway names each Gateway's Service with a hash: no fixed name to read it from.
+        return None
 
 
 def ingress_controller(

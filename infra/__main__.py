@@ -1,15 +1,20 @@
 """The Clipper platform: one screen of wiring from validated config to components."""
+import os
 import sys
 from pathlib import Path
 
-# Pulumi runs this folder as the program; the components live beside it.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# Pulumi runs this folder as the program; the components live beside it, and paths in stack
+# files (kubeconfig, renderDir) are relative to the project root, like the stack files.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_ROOT))
+os.chdir(PROJECT_ROOT)
 
 import pulumi  # noqa: E402
 
 from components.app import AppDeployment, AppDeploymentArgs  # noqa: E402
 from components.cert_manager import CertManager, CertManagerArgs  # noqa: E402
 from components.cluster.base import IdentityPermissions  # noqa: E402
+from components.dns import HostRecords  # noqa: E402
 from components.external_secrets import ExternalSecrets, ExternalSecretsArgs  # noqa: E402
 from components.ingress import Listener, ingress_controller  # noqa: E402
 from components.metrics_server import metrics_server  # noqa: E402
@@ -19,68 +24,77 @@ from infra.clusters import cluster_for  # noqa: E402
 from infra.config import load_config  # noqa: E402
 
 cfg = load_config()  # fails here, before any resource, on bad config
-addons = cfg.addons
+addons, public_apps = cfg.addons, {name: app for name, app in cfg.apps.items() if app.host}
+
+# --- the cluster, and everything inside it through its provider ------------------------------
 cluster = cluster_for(cfg)
 in_cluster = pulumi.ResourceOptions(providers=[cluster.provider])
+dns_zone = cluster.dns_zone(cfg.dns) if cfg.dns else None
 
+app_network = dict(
+    ingress_namespace=cfg.ingress_namespace,
+    exposed=[ExposedApp(name, app.port) for name, app in public_apps.items()],
+    app_traffic=cfg.network.app_traffic,
+    egress=cfg.network.egress,
+)
 namespaces = {
     name: NamespaceBaseline(
         name,
-        NamespaceBaselineArgs(
-            name=name,
-            settings=settings,
-            dns=cfg.network.dns,
-            **(
-                dict(
-                    ingress_namespace=cfg.ingress_namespace,
-                    exposed=[ExposedApp(app, app_cfg.port) for app, app_cfg in cfg.apps.items() if app_cfg.host],
-                    app_traffic=cfg.network.app_traffic,
-                    egress=cfg.network.egress,
-                )
-                if name == cfg.app_namespace
-                else {}
-            ),
-        ),
+        NamespaceBaselineArgs(name, settings, cfg.network.dns, **(app_network if name == cfg.app_namespace else {})),
         in_cluster,
     )
     for name, settings in cfg.namespaces.items()
 }
-app_namespace = namespaces[cfg.app_namespace]
-after_namespace = pulumi.ResourceOptions.merge(in_cluster, pulumi.ResourceOptions(depends_on=[app_namespace]))
+after_namespace = pulumi.ResourceOptions.merge(
+    in_cluster, pulumi.ResourceOptions(depends_on=[namespaces[cfg.app_namespace]])
+)
 NamespaceAccess("access", NamespaceAccessArgs(namespace=cfg.app_namespace, settings=cfg.rbac), after_namespace)
 
+# --- add-ons -----------------------------------------------------------------------------------
 ingress = ingress_controller(
     cfg.ingress,
     addons.ingress_nginx,
     addons.envoy_gateway,
-    [Listener(cfg.app_namespace, app.host, f"{name}-tls") for name, app in cfg.apps.items() if app.host],
+    [Listener(cfg.app_namespace, app.host, f"{name}-tls") for name, app in public_apps.items()],
     after_namespace,
 )
-cert_manager = (
-    CertManager("cert-manager", CertManagerArgs(addons.cert_manager, ingress_class=ingress.class_name), in_cluster)
-    if addons.cert_manager.enabled
-    else None
-)
+identities = {}  # in-cluster workloads' cloud identities
+cert_manager = None
+if addons.cert_manager.enabled:
+    dns01 = addons.cert_manager.solver == "dns01"  # config guarantees a zone for it
+    if dns01:
+        identities["cert-manager"] = cluster.identity_for(
+            addons.cert_manager.namespace, "cert-manager", IdentityPermissions(dns_zones=(dns_zone.ref,))
+        )
+    cert_manager = CertManager(
+        "cert-manager",
+        CertManagerArgs(
+            addons.cert_manager,
+            ingress_class=ingress.class_name,
+            dns01_solver=dns_zone.acme_dns01_solver(identities["cert-manager"]) if dns01 else None,
+            identity=identities.get("cert-manager"),
+        ),
+        in_cluster,
+    )
 secrets = None
 if addons.external_secrets.enabled:
-    eso_identity = cluster.identity_for(
-        addons.external_secrets.namespace,
-        "external-secrets",
-        IdentityPermissions(secrets=tuple(sorted({r.key for a in cfg.apps.values() for r in a.secret_refs().values()}))),
+    secret_keys = sorted({ref.key for app in cfg.apps.values() for ref in app.secret_refs().values()})
+    identities["external-secrets"] = cluster.identity_for(
+        addons.external_secrets.namespace, "external-secrets", IdentityPermissions(secrets=tuple(secret_keys))
     )
     secrets = ExternalSecrets(
         "external-secrets",
         ExternalSecretsArgs(
             addons.external_secrets,
-            store_provider=cluster.secret_store_provider(eso_identity),
-            service_account_annotations=eso_identity.service_account_annotations,
-            pod_labels=eso_identity.pod_labels,
+            store_provider=cluster.secret_store_provider(identities["external-secrets"]),
+            identity=identities["external-secrets"],
         ),
         in_cluster,
     )
 if addons.metrics_server.enabled:
     metrics_server(addons.metrics_server, in_cluster)
 
+# --- apps ----------------------------------------------------------------------------------------
 apps = {
     name: AppDeployment(
         name,
@@ -99,10 +113,26 @@ apps = {
     for name, app in cfg.apps.items()
 }
 
+# --- public DNS for the app hosts ------------------------------------------------------------------
+ingress_address = None
+if dns_zone is not None:
+    ingress_address = pulumi.Output.from_input(cfg.dns.target) if cfg.dns.target else ingress.address()
+    if ingress_address is None:
+        pulumi.log.warn("dns: no records for app hosts: the ingress address cannot be read; set dns.target")
+    else:
+        HostRecords("app-hosts", dns_zone, [app.host for app in public_apps.values()], ingress_address, cfg.dns.ttl)
+
 pulumi.export("cloud", cfg.cloud)
 pulumi.export("clusterName", cluster.name)
 pulumi.export("region", cluster.region)
 pulumi.export("kubeconfig", cluster.kubeconfig)
+pulumi.export("clusterEndpoint", cluster.endpoint)
+pulumi.export("oidcIssuer", cluster.oidc_issuer)
+pulumi.export("identities", {name: i.principal for name, i in identities.items() if i.principal is not None})
+if ingress_address is not None:
+    pulumi.export("ingressAddress", ingress_address)
 pulumi.export("namespaces", sorted(namespaces))
 pulumi.export("appImages", {name: app.image for name, app in apps.items()})
 pulumi.export("appUrls", {name: app.url for name, app in apps.items() if app.url})
+if cfg.notification_webhook:
+    pulumi.export("notificationWebhook", pulumi.Output.secret(cfg.notification_webhook))

@@ -3,13 +3,26 @@ from __future__ import annotations
 
 import pulumi
 
+from components.cluster.aks import AksCluster
 from components.cluster.base import Cluster
+from components.cluster.eks import EksCluster
 from components.cluster.existing import ExistingCluster
+from components.cluster.gke import GkeCluster
 from infra.config import PlatformConfig
 
 
 def cluster_for(cfg: PlatformConfig) -> Cluster:
+    # Production cloud resources are protected; children (network, keys, pools, identities) inherit it.
     opts = pulumi.ResourceOptions(protect=cfg.is_production and cfg.cloud != "existing")
+    if cfg.cloud == "gke":
+        assert cfg.gke is not None  # config validation requires the selected cloud's settings
+        return GkeCluster("cluster", cfg.gke, opts)
+    if cfg.cloud == "eks":
+        assert cfg.eks is not None
+        return EksCluster("cluster", cfg.eks, opts)
+    if cfg.cloud == "aks":
+        assert cfg.aks is not None
+        return AksCluster("cluster", cfg.aks, opts)
     if cfg.cloud == "existing":
         return ExistingCluster("cluster", cfg.existing, opts)
     raise AssertionError(f"unreachable: cloud {cfg.cloud!r} passed validation")

@@ -7,15 +7,20 @@ defaults); this module composes them and checks what spans sections.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Literal, Optional
 
 import pulumi
 from pulumi.runtime import config as runtime_config
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from components.app import AppSettings
 from components.cert_manager import CertManagerSettings
+from components.cluster.aks import AksSettings
+from components.cluster.eks import EksSettings
 from components.cluster.existing import ExistingClusterSettings
+from components.cluster.gke import GkeSettings
+from components.dns import DnsSettings, is_ip_address
 from components.external_secrets import ExternalSecretsSettings
 from components.ingress import EnvoyGatewaySettings, IngressNginxSettings, IngressSettings
 from components.metrics_server import MetricsServerSettings
@@ -24,6 +29,13 @@ from components.rbac import AccessSettings
 from components.settings import DnsLabel, Settings
 
 PROJECT = "clipper"
+CLOUD_CLUSTERS = ("gke", "eks", "aks")
+# Secret names each cloud's secret manager accepts (apps' `secrets` values are these names).
+SECRET_NAME_RULES = {
+    "gke": (r"^[A-Za-z0-9_-]{1,255}$", "Secret Manager ids: letters, digits, '_' and '-'"),
+    "eks": (r"^[A-Za-z0-9/_+=.@-]{1,512}$", "Secrets Manager names: letters, digits and /_+=.@-"),
+    "aks": (r"^[A-Za-z0-9-]{1,127}$", "Key Vault secret names: letters, digits and '-'"),
+}
 
 
 class ConfigError(pulumi.RunError):
@@ -44,8 +56,10 @@ class PlatformConfig(Settings):
     environment: Literal["production", "staging", "development"] = Field(
         description="Drives production-only safeguards (resource protection, stricter policy levels)."
     )
-    cloud: Literal["existing"] = Field(
-        default="existing", description="Which cluster implementation to use: existing (a kubeconfig)."
+    cloud: Literal["existing", "gke", "eks", "aks"] = Field(
+        default="existing",
+        description="Which cluster implementation to use: gke, eks, aks, or existing (a kubeconfig). "
+        "The stack file may carry settings for every cloud; this key picks one.",
     )
     app_namespace: DnsLabel = Field(description="Namespace the apps run in; must be one of `namespaces`.")
     namespaces: dict[DnsLabel, NamespaceSettings] = Field(
@@ -59,6 +73,21 @@ class PlatformConfig(Settings):
     existing: ExistingClusterSettings = Field(
         default=ExistingClusterSettings(), description="Settings for cloud: existing."
     )
+    gke: Optional[GkeSettings] = Field(default=None, description="Settings for cloud: gke (Google Kubernetes Engine).")
+    eks: Optional[EksSettings] = Field(default=None, description="Settings for cloud: eks (Amazon EKS).")
+    aks: Optional[AksSettings] = Field(default=None, description="Settings for cloud: aks (Azure Kubernetes Service).")
+    dns: Optional[DnsSettings] = Field(
+        default=None, description="Public DNS zone in the stack's cloud: records for app hosts, DNS-01 challenges."
+    )
+    notification_webhook: str = Field(
+        default="", description="Deploy notifications webhook URL; set it with `pulumi config set --secret`."
+    )
+
+    @field_validator("gke", "eks", "aks", "dns", mode="before")
+    @classmethod
+    def _empty_means_unset(cls, value: Any) -> Any:
+        # Pulumi.yaml declares `default: {}` for these (the CLI would otherwise demand them): {} is "not configured".
+        return None if value == {} else value
 
     @model_validator(mode="after")
     def _references_resolve(self):
@@ -83,6 +112,8 @@ class PlatformConfig(Settings):
             problems.append("addons.cert-manager.solver: dns01 needs a cloud cluster (gke, eks or aks) for DNS access")
         if self.cloud == "existing":
             problems += self._existing_cluster_problems()
+        else:
+            problems += self._cloud_cluster_problems()
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -96,6 +127,30 @@ class PlatformConfig(Settings):
                 f"existing.kubeconfig: no kubeconfig at {self.existing.kubeconfig_path()} "
                 "(set existing.kubeconfig or $KUBECONFIG, or use mode: render)"
             )
+        return problems
+
+    def _cloud_cluster_problems(self) -> list[str]:
+        problems = []
+        if getattr(self, self.cloud) is None:
+            problems.append(f"{self.cloud}: settings are required for cloud: {self.cloud} (see docs/clouds.md)")
+        pattern, rule = SECRET_NAME_RULES[self.cloud]
+        for name, app in self.apps.items():
+            for var, ref in app.secret_refs().items():
+                if not re.match(pattern, ref.key):
+                    problems.append(f"apps.{name}.secrets.{var}: {ref.key!r} is not a valid name for {self.cloud} ({rule})")
+        solver_dns01 = self.addons.cert_manager.enabled and self.addons.cert_manager.solver == "dns01"
+        if solver_dns01 and self.dns is None:
+            problems.append("addons.cert-manager.solver: dns01 needs dns.zone (the zone challenge records go in)")
+        if self.dns is not None:
+            for name, app in self.apps.items():
+                if app.host and not self.dns.contains(app.host):
+                    problems.append(f"apps.{name}.host: {app.host!r} is not in dns.zone {self.dns.zone!r}")
+            apex = [name for name, app in self.apps.items() if app.host == self.dns.zone]
+            hostname_target = self.dns.target and not is_ip_address(self.dns.target)
+            if hostname_target and apex and self.cloud != "eks":  # Route 53 uses alias records instead
+                problems.append(
+                    f"dns.target: a hostname cannot be a CNAME at the zone apex {self.dns.zone!r} (app {apex[0]}); use an IP"
+                )
         return problems
 
     @property

@@ -7,6 +7,7 @@ Kubernetes objects a stack declares as YAML, with no engine and no cluster). Moc
 from __future__ import annotations
 
 import argparse
+import base64
 import copy
 import json
 import runpy
@@ -82,18 +83,94 @@ class ProgramFailed(pulumi.RunError):
         self.registered = registered
 
 
+# A kubeconfig as AKS's listClusterUserCredential returns it (Entra ID exec format: no secret).
+_AKS_USER_KUBECONFIG = base64.b64encode(
+    b"apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: TU9DSy1DQQ==\n"
+    b"    server: https://clipper-mock.hcp.westeurope.azmk8s.io:443\n  name: mock\n"
+).decode()
+# Load-balancer address the ingress Service reports (TEST-NET-3, never routed).
+MOCK_INGRESS_IP = "203.0.113.10"
+
+
 class _Mocks(pulumi.runtime.Mocks):
-    """Resources echo their inputs as outputs; cloud functions answer from `calls`."""
+    """Resources echo their inputs, plus the outputs clouds compute (endpoints, ARNs, client ids);
+    cloud functions answer from `calls`, else with fixed fakes."""
 
     def __init__(self, calls: Optional[Callable[[pulumi.runtime.MockCallArgs], dict]] = None):
         self._calls = calls
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        state = dict(args.inputs)
-        return f"{args.name}-id", state
+        state = self._over(self._computed_outputs(args), dict(args.inputs))
+        if args.typ == "azure-native:containerservice:ManagedCluster" and "identity" in state:
+            # Azure takes user-assigned identities as a list of ids and returns them as a map by id.
+            identity = dict(state["identity"])
+            identity["userAssignedIdentities"] = {i: {} for i in identity.get("userAssignedIdentities") or []}
+            state["identity"] = identity
+        return args.resource_id or f"{args.name}-id", state
+
+    @classmethod
+    def _over(cls, computed: dict, inputs: dict) -> dict:
+        """Inputs win, but nested computed outputs (e.g. a vault's properties.vaultUri) survive."""
+        merged = dict(computed)
+        for key, value in inputs.items():
+            both_dicts = isinstance(value, dict) and isinstance(merged.get(key), dict)
+            merged[key] = cls._over(merged[key], value) if both_dicts else value
+        return merged
+
+    @staticmethod
+    def _computed_outputs(args: pulumi.runtime.MockResourceArgs) -> dict:
+        name, inputs = args.name, args.inputs
+        if args.typ == "kubernetes:core/v1:Service" and args.resource_id:  # Service.get of the ingress controller
+            return {"status": {"loadBalancer": {"ingress": [{"ip": MOCK_INGRESS_IP}]}}}
+        if args.typ == "gcp:container/cluster:Cluster":
+            return {"endpoint": "203.0.113.1", "masterAuth": {"clusterCaCertificate": "TU9DSy1DQQ=="}}
+        if args.typ == "gcp:serviceaccount/account:Account":
+            email = f"{inputs.get('accountId', name)}@mock-project.iam.gserviceaccount.com"
+            return {"email": email, "name": f"projects/mock-project/serviceAccounts/{email}"}
+        if args.typ == "aws:eks/cluster:Cluster":
+            return {
+                "arn": f"arn:aws:eks:mock:123456789012:cluster/{inputs.get('name', name)}",
+                "endpoint": "https://MOCK.gr7.mock.eks.amazonaws.com",
+                "certificateAuthority": {"data": "TU9DSy1DQQ=="},
+                "identities": [{"oidcs": [{"issuer": "https://oidc.eks.mock.amazonaws.com/id/MOCK0123456789"}]}],
+            }
+        if args.typ in ("aws:iam/role:Role", "aws:iam/openIdConnectProvider:OpenIdConnectProvider", "aws:kms/key:Key"):
+            kind = args.typ.rsplit(":", 1)[1].lower()
+            return {"arn": f"arn:aws:{kind}::123456789012:{name}", "name": name}
+        if args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
+            return {"latestVersion": 1}
+        if args.typ == "azure-native:containerservice:ManagedCluster":
+            return {"name": inputs.get("resourceName", name), "oidcIssuerProfile": {"issuerURL": "https://westeurope.oic.prod-aks.azure.com/mock/"}}
+        if args.typ == "azure-native:managedidentity:UserAssignedIdentity":
+            return {"name": inputs.get("resourceName", name), "clientId": f"{name}-client-id", "principalId": f"{name}-principal-id"}
+        if args.typ == "azure-native:keyvault:Vault":
+            return {"name": inputs.get("vaultName", name), "properties": {"vaultUri": f"https://{inputs.get('vaultName', name)}.vault.azure.net/"}}
+        if args.typ == "azure-native:keyvault:Key":
+            return {"keyUriWithVersion": f"https://mock.vault.azure.net/keys/{inputs.get('keyName', name)}/0123"}
+        return {}
 
     def call(self, args: pulumi.runtime.MockCallArgs):
-        return self._calls(args) if self._calls else {}
+        answer = self._calls(args) if self._calls else None
+        return answer if answer else self._cloud_answer(args)
+
+    @staticmethod
+    def _cloud_answer(args: pulumi.runtime.MockCallArgs) -> dict:
+        return {
+            "gcp:organizations/getProject:getProject": {"number": "123456789012", "projectId": "mock-project"},
+            "aws:index/getCallerIdentity:getCallerIdentity": {"accountId": "123456789012", "arn": "arn:aws:iam::123456789012:user/mock"},
+            "aws:route53/getZone:getZone": {"zoneId": "Z0MOCKZONE", "name": args.args.get("name", "")},
+            "aws:elb/getHostedZoneId:getHostedZoneId": {"id": "Z0MOCKELB"},
+            "aws:lb/getHostedZoneId:getHostedZoneId": {"id": "Z0MOCKNLB"},
+            "azure-native:authorization:getClientConfig": {
+                "subscriptionId": "00000000-0000-0000-0000-000000000001",
+                "tenantId": "00000000-0000-0000-0000-000000000002",
+                "objectId": "00000000-0000-0000-0000-000000000003",
+                "clientId": "00000000-0000-0000-0000-000000000004",
+            },
+            "azure-native:containerservice:listManagedClusterUserCredentials": {
+                "kubeconfigs": [{"name": "clusterUser", "value": _AKS_USER_KUBECONFIG}]
+            },
+        }.get(args.token, {})
 
 
 def _wire_numbers(value: Any) -> Any:

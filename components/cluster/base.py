@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Protocol
+from typing import TYPE_CHECKING, Optional, Protocol
 
 import pulumi
 import pulumi_kubernetes as k8s
+
+if TYPE_CHECKING:
+    from components.dns import DnsSettings, DnsZone
 
 
 @dataclass(frozen=True)
@@ -13,7 +16,8 @@ class IdentityPermissions:
     """What a workload identity may do in the cloud: read these secrets, manage these DNS zones."""
 
     secrets: tuple[str, ...] = ()
-    dns_zones: tuple[str, ...] = ()
+    # Zone handles from `DnsZone.ref` (resolved by the cloud, hence Inputs).
+    dns_zones: tuple[pulumi.Input[str], ...] = ()
 
 
 @dataclass
@@ -44,4 +48,8 @@ class Cluster(Protocol):
 
     def secret_store_provider(self, identity: WorkloadIdentity) -> pulumi.Input[dict]:
         """External Secrets `ClusterSecretStore.spec.provider` for this cloud, as `identity`."""
+        ...
+
+    def dns_zone(self, settings: "DnsSettings") -> Optional["DnsZone"]:
+        """The stack's public zone in this cloud's DNS service; None where DNS is managed elsewhere."""
         ...

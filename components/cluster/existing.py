@@ -11,6 +11,7 @@ import pulumi_kubernetes as k8s
 from pydantic import Field
 
 from components.cluster.base import IdentityPermissions, WorkloadIdentity
+from components.dns import DnsSettings
 from components.settings import Settings
 
 
@@ -46,7 +47,8 @@ class ExistingCluster(pulumi.ComponentResource):
         if settings.mode == "render":
             self.kubeconfig = pulumi.Output.secret("")
             self.endpoint = pulumi.Output.from_input("")
-            provider_args: dict[str, Any] = {"render_yaml_to_directory": settings.render_dir}
+            # The provider runs in its own working directory: hand it an absolute path.
+            provider_args: dict[str, Any] = {"render_yaml_to_directory": str(Path(settings.render_dir).resolve())}
         else:
             self.kubeconfig = pulumi.Output.secret(settings.kubeconfig_path().read_text())
             self.endpoint = pulumi.Output.from_input(settings.context or "current-context")
@@ -65,3 +67,7 @@ class ExistingCluster(pulumi.ComponentResource):
 
     def secret_store_provider(self, identity: WorkloadIdentity) -> pulumi.Input[dict]:
         return self._settings.secret_store  # required by the stack config when External Secrets is on
+
+    def dns_zone(self, settings: DnsSettings) -> None:
+        # A cluster made elsewhere has its DNS managed elsewhere too; `dns` is ignored for it.
+        return None

@@ -1,0 +1,386 @@
+"""GkeCluster: a regional, private GKE Standard cluster with Workload Identity, Dataplane V2 and
+Cloud KMS secrets encryption, plus the Google identities and Cloud DNS records workloads need."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Annotated, Literal, Optional
+
+import pulumi
+import pulumi_gcp as gcp
+import pulumi_kubernetes as k8s
+from pydantic import Field, model_validator
+
+from components.cluster.base import IdentityPermissions, WorkloadIdentity
+from components.cluster.kubeconfig import ExecCredential, exec_kubeconfig
+from components.cluster.naming import bounded_name
+from components.cluster.settings import SPOT_TAINT, Cidr, CloudClusterSettings, NodePool, NodePools, region_validator
+from components.dns import DnsSettings, is_ip_address
+from components.settings import Settings
+
+GcpRegion = Annotated[str, region_validator(r"^[a-z]+-[a-z]+\d+$", "europe-west4")]
+_WEEKDAY_CODES = {"Monday": "MO", "Tuesday": "TU", "Wednesday": "WE", "Thursday": "TH", "Friday": "FR", "Saturday": "SA", "Sunday": "SU"}
+# GKE refuses maintenance windows that leave less than 48 hours of availability in any 32 days.
+_GKE_MIN_MAINTENANCE_HOURS_PER_32_DAYS = 48
+_NODE_ROLES = (
+    "roles/logging.logWriter",
+    "roles/monitoring.metricWriter",
+    "roles/monitoring.viewer",
+    "roles/stackdriver.resourceMetadata.writer",
+    "roles/artifactregistry.reader",
+)
+
+
+class GkeNetworkSettings(Settings):
+    """The VPC: created (default) or an existing network/subnetwork with secondary ranges."""
+
+    network: Optional[str] = Field(default=None, description="Existing VPC name; unset: create one.")
+    subnetwork: Optional[str] = Field(default=None, description="Existing subnetwork (with network).")
+    nodes_cidr: Cidr = "10.10.0.0/20"
+    pods_cidr: Cidr = "10.64.0.0/14"
+    services_cidr: Cidr = "10.68.0.0/20"
+    pods_range_name: str = "pods"
+    services_range_name: str = "services"
+    control_plane_cidr: Cidr = Field(default="172.16.0.0/28", description="/28 for the private control plane.")
+
+    @model_validator(mode="after")
+    def _both_or_neither(self):
+        if (self.network is None) != (self.subnetwork is None):
+            raise ValueError("set both network and subnetwork to use an existing VPC, or neither to create one")
+        return self
+
+
+class GkeSettings(CloudClusterSettings):
+    project: Annotated[str, region_validator(r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$", "clpr-production", "a Google Cloud project id")] = Field(
+        description="Google Cloud project id (6-30 lowercase letters, digits and '-')."
+    )
+    region: GcpRegion = Field(description="Region; the cluster and its pools span the region's zones.")
+    zones: Optional[list[str]] = Field(default=None, min_length=1, description="Zones for nodes (default: GKE picks three).")
+    release_channel: Literal["RAPID", "REGULAR", "STABLE"] = Field(default="REGULAR", description="Upgrade cadence.")
+    network: GkeNetworkSettings = Field(default_factory=GkeNetworkSettings)
+    dns_managed_zone: Optional[str] = Field(
+        default=None, description="Cloud DNS managed zone for dns.zone (default: the domain with '.' as '-')."
+    )
+    default_node_pools = NodePools(
+        system=NodePool(machine_type="e2-standard-2", min_nodes=3, max_nodes=6),
+        workload=NodePool(machine_type="e2-standard-4", min_nodes=2, max_nodes=9),
+        spot=NodePool(machine_type="e2-standard-4", min_nodes=0, max_nodes=6),
+    )
+
+    @model_validator(mode="after")
+    def _maintenance_meets_gke_minimum(self):
+        hours = len(self.maintenance.days) * self.maintenance.duration_hours * 32 / 7
+        if hours < _GKE_MIN_MAINTENANCE_HOURS_PER_32_DAYS:
+            raise ValueError(
+                f"maintenance: GKE needs at least {_GKE_MIN_MAINTENANCE_HOURS_PER_32_DAYS} hours of maintenance "
+                f"availability per 32 days; {len(self.maintenance.days)} day(s) x {self.maintenance.duration_hours}h "
+                f"gives {hours:.0f}"
+            )
+        if self.zones and any(not z.startswith(self.region + "-") for z in self.zones):
+            raise ValueError(f"zones {self.zones} must all be in region {self.region}")
+        return self
+
+    @property
+    def workload_pool(self) -> str:
+        return f"{self.project}.svc.id.goog"
+
+
+@dataclass
+class CloudDnsZone:
+    """A Cloud DNS managed zone; records are A for IP targets, CNAME for hostnames."""
+
+    domain: str
+    ref: str  # the managed zone's name
+    project: str
+    provider: gcp.Provider
+
+    def record(self, host: str, target: pulumi.Input[str], ttl: int, opts: pulumi.ResourceOptions) -> pulumi.Resource:
+        address = pulumi.Output.from_input(target)
+        return gcp.dns.RecordSet(
+            host,
+            managed_zone=self.ref,
+            project=self.project,
+            name=f"{host}.",
+            type=address.apply(lambda a: "A" if is_ip_address(a) else "CNAME"),
+            ttl=ttl,
+            rrdatas=address.apply(lambda a: [a if is_ip_address(a) else a.rstrip(".") + "."]),
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(provider=self.provider)),
+        )
+
+    def acme_dns01_solver(self, identity: WorkloadIdentity) -> dict:
+        # Ambient credentials: cert-manager's KSA is annotated with the Google service account.
+        return {
+            "selector": {"dnsZones": [self.domain]},
+            "dns01": {"cloudDNS": {"project": self.project, "hostedZoneName": self.ref}},
+        }
+
+
+class GkeCluster(pulumi.ComponentResource):
+    def __init__(self, name: str, settings: GkeSettings, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("clipper:cluster:GkeCluster", name, None, opts)
+        s = self._settings = settings
+        self._prefix = name
+        self.region = s.region
+        cluster_name = s.cluster_name(pulumi.get_stack())
+        # An explicit provider pins project and region from the stack file, not ambient gcloud config.
+        self._gcp = gcp.Provider(f"{name}-gcp", project=s.project, region=s.region, opts=pulumi.ResourceOptions(parent=self))
+        self._child = pulumi.ResourceOptions(parent=self, provider=self._gcp)
+
+        network, subnetwork = self._network(cluster_name)
+        key, key_grant = self._secrets_key(cluster_name)
+        nodes = self._node_service_account(cluster_name)
+        self.cluster = self._control_plane(cluster_name, network, subnetwork, key, nodes, depends_on=[key_grant])
+        pools = [self._node_pool(pool, cfg, nodes) for pool, cfg in s.node_pools if cfg.enabled]
+
+        self.name = self.cluster.name
+        self.endpoint = self.cluster.endpoint.apply(lambda host: f"https://{host}")
+        self.oidc_issuer = pulumi.Output.concat(
+            "https://container.googleapis.com/v1/projects/", s.project, "/locations/", s.region, "/clusters/", self.cluster.name
+        )
+        self.kubeconfig = exec_kubeconfig(
+            self.cluster.name,
+            self.endpoint,
+            self.cluster.master_auth.cluster_ca_certificate,
+            ExecCredential(
+                command="gke-gcloud-auth-plugin",
+                install_hint="Install gke-gcloud-auth-plugin: gcloud components install gke-gcloud-auth-plugin",
+            ),
+        )
+        # In-cluster resources wait for nodes: the provider depends on every pool.
+        self.provider = k8s.Provider(
+            f"{name}-provider",
+            kubeconfig=self.kubeconfig,
+            enable_server_side_apply=True,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=pools),
+        )
+        self.register_outputs({"name": self.name, "endpoint": self.endpoint})
+
+    def _network(self, cluster_name: str) -> tuple[pulumi.Input[str], pulumi.Input[str]]:
+        n = self._settings.network
+        if n.network:
+            return n.network, n.subnetwork
+        vpc = gcp.compute.Network(
+            f"{self._prefix}-vpc", name=cluster_name, auto_create_subnetworks=False, routing_mode="REGIONAL", opts=self._child
+        )
+        subnet = gcp.compute.Subnetwork(
+            f"{self._prefix}-nodes",
+            name=f"{cluster_name}-nodes",
+            network=vpc.id,
+            region=self._settings.region,
+            ip_cidr_range=n.nodes_cidr,
+            # Private nodes reach Google APIs (Artifact Registry, Secret Manager) without public IPs.
+            private_ip_google_access=True,
+            secondary_ip_ranges=[
+                {"range_name": n.pods_range_name, "ip_cidr_range": n.pods_cidr},
+                {"range_name": n.services_range_name, "ip_cidr_range": n.services_cidr},
+            ],
+            log_config={"aggregation_interval": "INTERVAL_5_SEC", "flow_sampling": 0.5, "metadata": "INCLUDE_ALL_METADATA"},
+            opts=self._child,
+        )
+        # Private nodes have no public IPs: Cloud NAT gives them egress (image pulls from ghcr.io).
+        router = gcp.compute.Router(f"{self._prefix}-router", name=cluster_name, network=vpc.id, region=self._settings.region, opts=self._child)
+        gcp.compute.RouterNat(
+            f"{self._prefix}-nat",
+            name=cluster_name,
+            router=router.name,
+            region=self._settings.region,
+            nat_ip_allocate_option="AUTO_ONLY",
+            source_subnetwork_ip_ranges_to_nat="ALL_SUBNETWORKS_ALL_IP_RANGES",
+            log_config={"enable": True, "filter": "ERRORS_ONLY"},
+            opts=self._child,
+        )
+        return vpc.id, subnet.id
+
+    def _secrets_key(self, cluster_name: str) -> tuple[gcp.kms.CryptoKey, pulumi.Resource]:
+        s = self._settings
+        ring = gcp.kms.KeyRing(f"{self._prefix}-keyring", name=cluster_name, location=s.region, opts=self._child)
+        key = gcp.kms.CryptoKey(
+            f"{self._prefix}-secrets-key",
+            name=f"{cluster_name}-secrets",
+            key_ring=ring.id,
+            purpose="ENCRYPT_DECRYPT",
+            rotation_period="7776000s",  # 90 days
+            opts=self._child,
+        )
+        project = gcp.organizations.get_project_output(
+            project_id=s.project, opts=pulumi.InvokeOutputOptions(provider=self._gcp, parent=self)
+        )
+        # GKE's service agent encrypts Kubernetes Secrets in etcd with this key.
+        grant = gcp.kms.CryptoKeyIAMMember(
+            f"{self._prefix}-secrets-key-gke",
+            crypto_key_id=key.id,
+            role="roles/cloudkms.cryptoKeyEncrypterDecrypter",
+            member=project.number.apply(lambda n: f"serviceAccount:service-{n}@container-engine-robot.iam.gserviceaccount.com"),
+            opts=self._child,
+        )
+        return key, grant
+
+    def _node_service_account(self, cluster_name: str) -> gcp.serviceaccount.Account:
+        # Nodes run as a least-privilege account instead of the Compute Engine default (project Editor).
+        account = gcp.serviceaccount.Account(
+            f"{self._prefix}-nodes",
+            account_id=bounded_name(cluster_name, "nodes", limit=30),
+            display_name=f"GKE nodes of {cluster_name}",
+            opts=self._child,
+        )
+        for role in _NODE_ROLES:
+            gcp.projects.IAMMember(
+                f"{self._prefix}-nodes-{role.split('/')[1]}",
+                project=self._settings.project,
+                role=role,
+                member=account.email.apply(lambda e: f"serviceAccount:{e}"),
+                opts=self._child,
+            )
+        return account
+
+    def _node_config(self, pool: str, cfg: NodePool, nodes: gcp.serviceaccount.Account, spot: bool = False) -> dict:
+        return {
+            "machine_type": cfg.machine_type,
+            "disk_size_gb": cfg.disk_size_gb,
+            "disk_type": "pd-balanced",
+            "service_account": nodes.email,
+            "oauth_scopes": ["https://www.googleapis.com/auth/cloud-platform"],  # IAM, not scopes, limits access
+            "workload_metadata_config": {"mode": "GKE_METADATA"},  # pods see their own identity, never the node's
+            "shielded_instance_config": {"enable_secure_boot": True, "enable_integrity_monitoring": True},
+            "metadata": {"disable-legacy-endpoints": "true"},
+            "labels": {"clipper.dev/pool": pool},
+            "spot": spot,
+            "taints": [{**SPOT_TAINT, "effect": "NO_SCHEDULE"}] if spot else [],
+        }
+
+    def _control_plane(
+        self,
+        cluster_name: str,
+        network: pulumi.Input[str],
+        subnetwork: pulumi.Input[str],
+        key: gcp.kms.CryptoKey,
+        nodes: gcp.serviceaccount.Account,
+        depends_on: list[pulumi.Resource],
+    ) -> gcp.container.Cluster:
+        s = self._settings
+        window = s.maintenance
+        # Any past date works: only the time of day, length and RRULE recur.
+        start = f"2025-01-04T{window.start_hour_utc:02d}:00:00Z"
+        end_hour = window.start_hour_utc + window.duration_hours
+        end = f"2025-01-{4 + end_hour // 24:02d}T{end_hour % 24:02d}:00:00Z"
+        return gcp.container.Cluster(
+            self._prefix,
+            name=cluster_name,
+            location=s.region,  # regional: control plane replicated across zones
+            node_locations=s.zones,
+            network=network,
+            subnetwork=subnetwork,
+            networking_mode="VPC_NATIVE",
+            ip_allocation_policy={
+                "cluster_secondary_range_name": s.network.pods_range_name,
+                "services_secondary_range_name": s.network.services_range_name,
+            },
+            # Pools are managed below; the default pool only exists while the cluster is created.
+            remove_default_node_pool=True,
+            initial_node_count=1,
+            node_config=self._node_config("default", s.node_pools.system, nodes),
+            private_cluster_config={
+                "enable_private_nodes": True,
+                "enable_private_endpoint": s.api.private_endpoint,
+                "master_ipv4_cidr_block": s.network.control_plane_cidr,
+            },
+            master_authorized_networks_config={
+                "cidr_blocks": [{"cidr_block": c, "display_name": f"authorized-{i}"} for i, c in enumerate(s.api.authorized_cidrs)],
+                "gcp_public_cidrs_access_enabled": False,
+            },
+            master_auth={"client_certificate_config": {"issue_client_certificate": False}},
+            workload_identity_config={"workload_pool": s.workload_pool},
+            datapath_provider="ADVANCED_DATAPATH",  # Dataplane V2: eBPF NetworkPolicy enforcement
+            database_encryption={"state": "ENCRYPTED", "key_name": key.id},
+            release_channel={"channel": s.release_channel},
+            min_master_version=s.kubernetes_version,
+            maintenance_policy={
+                "recurring_window": {
+                    "start_time": start,
+                    "end_time": end,
+                    "recurrence": "FREQ=WEEKLY;BYDAY=" + ",".join(_WEEKDAY_CODES[d] for d in window.days),
+                }
+            },
+            enable_shielded_nodes=True,
+            logging_config={"enable_components": ["SYSTEM_COMPONENTS", "APISERVER", "WORKLOADS"]},
+            monitoring_config={"enable_components": ["SYSTEM_COMPONENTS"], "managed_prometheus": {"enabled": True}},
+            deletion_protection=s.deletion_protection,
+            opts=pulumi.ResourceOptions.merge(self._child, pulumi.ResourceOptions(depends_on=depends_on)),
+        )
+
+    def _node_pool(self, pool: str, cfg: NodePool, nodes: gcp.serviceaccount.Account) -> gcp.container.NodePool:
+        zones = len(self._settings.zones or ()) or 3
+        return gcp.container.NodePool(
+            f"{self._prefix}-{pool}",
+            name=pool,
+            cluster=self.cluster.id,
+            location=self._settings.region,
+            node_locations=self._settings.zones,
+            initial_node_count=math.ceil(cfg.min_nodes / zones),  # per zone
+            # Totals, so min/max mean the same on every cloud: nodes in the whole pool.
+            autoscaling={"total_min_node_count": cfg.min_nodes, "total_max_node_count": cfg.max_nodes, "location_policy": "BALANCED"},
+            management={"auto_repair": True, "auto_upgrade": True},
+            upgrade_settings={"max_surge": 1, "max_unavailable": 0},
+            node_config=self._node_config(pool, cfg, nodes, spot=pool == "spot"),
+            opts=self._child,
+        )
+
+    def identity_for(self, namespace: str, service_account: str, permissions: IdentityPermissions) -> WorkloadIdentity:
+        s = self._settings
+        prefix = f"{self._prefix}-{namespace}-{service_account}"
+        account = gcp.serviceaccount.Account(
+            prefix,
+            account_id=bounded_name(s.cluster_name(pulumi.get_stack()), service_account, limit=30),
+            display_name=f"Kubernetes {namespace}/{service_account}",
+            opts=self._child,
+        )
+        member = account.email.apply(lambda e: f"serviceAccount:{e}")
+        # The workload pool exists once the cluster does.
+        after_cluster = pulumi.ResourceOptions.merge(self._child, pulumi.ResourceOptions(depends_on=[self.cluster]))
+        gcp.serviceaccount.IAMMember(
+            f"{prefix}-wi",
+            service_account_id=account.name,
+            role="roles/iam.workloadIdentityUser",
+            member=f"serviceAccount:{s.workload_pool}[{namespace}/{service_account}]",
+            opts=after_cluster,
+        )
+        for secret in permissions.secrets:
+            # Per-secret grants: the identity reads exactly the secrets the apps reference.
+            gcp.secretmanager.SecretIamMember(
+                f"{prefix}-{secret}", project=s.project, secret_id=secret,
+                role="roles/secretmanager.secretAccessor", member=member, opts=self._child,
+            )
+        for i, zone in enumerate(permissions.dns_zones):
+            gcp.dns.DnsManagedZoneIamMember(
+                f"{prefix}-dns-{i}", project=s.project, managed_zone=zone, role="roles/dns.admin", member=member, opts=self._child
+            )
+        return WorkloadIdentity(
+            namespace=namespace,
+            service_account=service_account,
+            service_account_annotations={"iam.gke.io/gcp-service-account": account.email},
+            principal=account.email,
+        )
+
+    def secret_store_provider(self, identity: WorkloadIdentity) -> pulumi.Input[dict]:
+        s = self._settings
+        return {
+            "gcpsm": {
+                "projectID": s.project,
+                "auth": {
+                    "workloadIdentity": {
+                        "clusterLocation": s.region,
+                        "clusterName": self.name,
+                        "clusterProjectID": s.project,
+                        "serviceAccountRef": {"name": identity.service_account, "namespace": identity.namespace},
+                    }
+                },
+            }
+        }
+
+    def dns_zone(self, settings: DnsSettings) -> CloudDnsZone:
+        return CloudDnsZone(
+            domain=settings.zone,
+            ref=self._settings.dns_managed_zone or settings.zone.replace(".", "-"),
+            project=self._settings.project,
+            provider=self._gcp,
+        )
