@@ -292,8 +292,9 @@ def test_drift_in_cluster_mode_is_found_and_blocks_promotion(deployed, local_clu
 
     assert project.ops("drift", "--stack", STAGING).returncode == 0
     subprocess.run(
-        ["kubectl", "--kubeconfig", str(local_cluster), "-n", "clipper-staging", "label", "deployment", "backend",
-         "edited-by=hand"],
+        # The runbook's old way to deploy: an image change behind Pulumi's back.
+        ["kubectl", "--kubeconfig", str(local_cluster), "-n", "clipper-staging", "set", "image", "deployment/backend",
+         "backend=ghcr.io/clpr-tv/backend:9.9.9"],
         check=True, capture_output=True, timeout=60,
     )
     drift = project.ops("drift", "--stack", STAGING)

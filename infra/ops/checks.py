@@ -1,0 +1,219 @@
+"""Go/no-go checks: `preflight` (the runbook's pre-deployment checklist) and `drift`."""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import pulumi
+import yaml
+from pulumi import automation as auto
+
+from infra.ops import console, stacks
+from infra.ops.errors import OpsError, Refused
+from infra.ops.stack_config import StackConfig, plain_project_settings, project_setting
+
+# A refresh that would change a resource shows it as one of these operations.
+DRIFT_OPS = {"update", "delete", "replace", "create", "create-replacement", "delete-replaced"}
+LANGUAGE_HOST = "pulumi-language-python"
+KUBERNETES_PROVIDER = "pulumi-resource-kubernetes"
+
+
+@dataclass(frozen=True)
+class DriftedResource:
+    urn: str
+    op: str
+    properties: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        """`kubernetes:apps/v1:Deployment::backend-deployment` from the URN."""
+        parts = self.urn.split("::")
+        return "::".join(parts[-2:]) if len(parts) >= 2 else self.urn
+
+
+class DriftCollector:
+    """Engine-event handler that notes each resource a refresh would change."""
+
+    def __init__(self) -> None:
+        self.drifted: dict[str, DriftedResource] = {}
+
+    def __call__(self, event: auto.EngineEvent) -> None:
+        outputs = event.res_outputs_event
+        if outputs is None:
+            return
+        metadata = outputs.metadata
+        op = str(getattr(metadata.op, "value", metadata.op))
+        diffs = tuple(metadata.diffs or ())
+        if op in DRIFT_OPS or (op == "refresh" and diffs):
+            self.drifted[metadata.urn] = DriftedResource(metadata.urn, op, diffs)
+
+
+def renders_only(config: StackConfig) -> bool:
+    """True for `existing.mode: render`: manifests are written to files, so no live state exists
+    to drift (and a refresh cannot reach a cluster)."""
+    existing = project_setting(config, "existing", {}) or {}
+    return project_setting(config, "cloud", "existing") == "existing" and existing.get("mode") == "render"
+
+
+def detect_drift(stack: auto.Stack) -> list[DriftedResource]:
+    """Resources whose live state differs from the stack's state (a refresh preview: writes nothing)."""
+    collector = DriftCollector()
+    result = stacks.preview_refresh(stack, on_event=collector)
+    drifted = list(collector.drifted.values())
+    if not drifted:
+        # Backends that send no per-resource events still count the changes in the summary.
+        changed = {op: n for op, n in (result.change_summary or {}).items() if op in DRIFT_OPS and n}
+        drifted = [DriftedResource(f"({n} resource(s))", op, ()) for op, n in sorted(changed.items())]
+    return drifted
+
+
+def drift_table(drifted: list[DriftedResource]) -> str:
+    return console.table(
+        ["resource", "change", "properties"], [(d.name, d.op, ", ".join(d.properties) or "-") for d in drifted]
+    )
+
+
+def run_drift(stack_name: str, work_dir: Path) -> int:
+    stack = stacks.open_stack(stack_name, work_dir)
+    if renders_only(stacks.read_config(stack)):
+        console.say(f"{stack.name} is in render mode: it has no live state, so nothing can drift")
+        return 0
+    console.step(f"refresh preview of {stack.name} (reads live state, writes nothing)")
+    drifted = detect_drift(stack)
+    if not drifted:
+        console.say(f"no drift: every resource of {stack.name} matches its recorded state")
+        return 0
+    console.say(f"{len(drifted)} resource(s) of {stack.name} changed outside Pulumi:")
+    console.say(drift_table(drifted))
+    console.say("`pulumi up` puts them back as declared; `pulumi refresh` adopts the live state instead.")
+    return 1
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    check: str
+    go: bool
+    detail: str
+
+
+class PolicyCollector:
+    """Engine-event handler that keeps policy violations, mandatory ones apart."""
+
+    def __init__(self) -> None:
+        self.mandatory: list[str] = []
+        self.advisory: list[str] = []
+
+    def __call__(self, event: auto.EngineEvent) -> None:
+        policy = event.policy_event
+        if policy is None:
+            return
+        text = f"{policy.policy_name}: {policy.message.strip().splitlines()[0] if policy.message.strip() else ''}"
+        (self.mandatory if policy.enforcement_level == "mandatory" else self.advisory).append(text)
+
+
+def _binary_beside_cli(name: str) -> Optional[str]:
+    found = shutil.which(name)
+    if found:
+        return found
+    cli = shutil.which("pulumi")
+    beside = Path(cli).resolve().parent / name if cli else None
+    return str(beside) if beside and beside.is_file() and os.access(beside, os.X_OK) else None
+
+
+def check_toolchain(stack: auto.Stack) -> list[CheckResult]:
+    cli = shutil.which("pulumi")
+    results = [CheckResult("pulumi CLI", bool(cli), f"{cli} ({stack.workspace.pulumi_version})" if cli else "not on PATH")]
+    host = _binary_beside_cli(LANGUAGE_HOST)
+    results.append(CheckResult("Python language host", bool(host), host or f"{LANGUAGE_HOST} not on PATH or beside pulumi"))
+    provider = _binary_beside_cli(KUBERNETES_PROVIDER)
+    if not provider:
+        installed = [p for p in stack.workspace.list_plugins() if p.name == "kubernetes" and p.kind == "resource"]
+        provider = f"plugin kubernetes {installed[0].version}" if installed else None
+    results.append(
+        CheckResult("Kubernetes provider", bool(provider), provider or f"{KUBERNETES_PROVIDER} not on PATH nor installed")
+    )
+    return results
+
+
+def check_config(stack: auto.Stack, work_dir: Path) -> CheckResult:
+    """Run the program under mocks with the stack's config: what `pulumi up` would reject first."""
+    from infra.simulate import simulate  # imports the whole program: only when this check runs
+
+    config = plain_project_settings(stacks.read_config(stack))
+    program_dir = work_dir / (yaml.safe_load((work_dir / "Pulumi.yaml").read_text()).get("main") or ".")
+    try:
+        with contextlib.chdir(program_dir):  # the engine runs the program there: relative paths resolve alike
+            simulation = simulate(stack.name.rsplit("/", 1)[-1], config=config)
+    except pulumi.RunError as error:
+        return CheckResult("config validates", False, str(error).strip())
+    return CheckResult("config validates", True, f"{len(simulation.resources)} resources declared under mocks")
+
+
+def check_preview(stack: auto.Stack, policies: dict) -> list[CheckResult]:
+    collector = PolicyCollector()
+    try:
+        result = stacks.preview(stack, policies, on_event=collector)
+        preview = CheckResult("preview", True, _summary(result.change_summary))
+    except Refused as refused:
+        detail = "blocked by mandatory policy violations" if collector.mandatory else str(refused)
+        preview = CheckResult("preview", False, detail)
+    if not policies:
+        policy = CheckResult("policy pack", True, "skipped: no policies/PulumiPolicy.yaml")
+    elif collector.mandatory:
+        policy = CheckResult("policy pack", False, "; ".join(collector.mandatory))
+    elif not preview.go:
+        policy = CheckResult("policy pack", False, "not evaluated: the preview failed")
+    else:
+        config_file = (policies.get("policy_pack_configs") or ["defaults"])[0]
+        policy = CheckResult("policy pack", True, f"passed ({config_file}; {len(collector.advisory)} advisory)")
+    return [preview, policy]
+
+
+def _summary(change_summary: Optional[dict]) -> str:
+    changes = {op: n for op, n in (change_summary or {}).items() if n}
+    return ", ".join(f"{n} {op}" for op, n in sorted(changes.items())) or "no changes"
+
+
+def check_pending_operations(stack: auto.Stack) -> CheckResult:
+    pending = stacks.pending_operations(stack)
+    if not pending:
+        return CheckResult("no pending operations", True, "state is clean")
+    names = ", ".join(str((p.get("resource") or {}).get("urn", "?")).split("::")[-1] for p in pending[:5])
+    return CheckResult(
+        "no pending operations",
+        False,
+        f"{len(pending)} interrupted operation(s) ({names}): inspect, then `pulumi refresh --clear-pending-creates`",
+    )
+
+
+def _guarded(check: str, run: Callable[[], list[CheckResult]]) -> list[CheckResult]:
+    try:
+        return run()
+    except OpsError as error:
+        return [CheckResult(check, False, str(error))]
+    except auto.CommandError as error:
+        return [CheckResult(check, False, str(stacks.engine_failure(check, error)))]
+
+
+def run_preflight(stack_name: str, work_dir: Path) -> int:
+    stack = stacks.open_stack(stack_name, work_dir)
+    results: list[CheckResult] = []
+    console.step("toolchain")
+    results += _guarded("toolchain", lambda: check_toolchain(stack))
+    console.step(f"config of {stack.name} under mocks")
+    results += _guarded("config validates", lambda: [check_config(stack, work_dir)])
+    console.step(f"preview of {stack.name} with the policy pack")
+    policies = stacks.policy_options(stack.name, stacks.read_config(stack), work_dir)
+    results += _guarded("preview", lambda: check_preview(stack, policies))
+    console.step(f"state of {stack.name}")
+    results += _guarded("no pending operations", lambda: [check_pending_operations(stack)])
+    go = all(r.go for r in results)
+    console.say()
+    console.say(console.table(["check", "result", "detail"], [(r.check, "GO" if r.go else "NO-GO", r.detail) for r in results]))
+    console.say()
+    console.say(f"{stack.name}: {'GO' if go else 'NO-GO'}")
+    return 0 if go else 1

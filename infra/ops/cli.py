@@ -1,0 +1,189 @@
+"""`python -m infra.ops <command>`: argument parsing, dispatch, and exit codes."""
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from pathlib import Path
+from typing import NoReturn, Optional
+
+from infra.ops import checks, promotion, rollback
+from infra.ops.errors import BadUsage, OpsError
+from infra.ops.stacks import REPO_ROOT
+
+PROG = "python -m infra.ops"
+
+EXIT_CODES = """\
+exit codes:
+  0  done (or nothing to do; for drift: no drift; for preflight: GO)
+  1  refused or failed: a safety check failed, the operator did not confirm, the
+     engine failed, drift was found, or preflight says NO-GO
+  2  bad usage: unknown stack, update number out of range, same stack twice,
+     unknown app, malformed arguments; nothing was changed
+"""
+
+ENVIRONMENT = """\
+environment:
+  The backend comes from the environment: PULUMI_BACKEND_URL=file://<dir> for the file
+  backend (with PULUMI_CONFIG_PASSPHRASE for its secrets), or a `pulumi login` to Pulumi
+  Cloud. `make` targets export the local settings; see docs/operations.md.
+"""
+
+
+class OpsArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line on stderr and exits 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more (got {value})")
+    return value
+
+
+def _command(subparsers, name: str, summary: str, description: str, examples: str) -> argparse.ArgumentParser:
+    return subparsers.add_parser(
+        name,
+        help=summary,
+        description=textwrap.fill(description, 92),
+        epilog=f"examples:\n{examples}\n{EXIT_CODES}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OpsArgumentParser(
+        prog=PROG,
+        description="Day-2 operations on the clipper stacks through the Pulumi Automation API: "
+        "history, promotion between stacks, rollback to an earlier update, pre-deployment checks, drift.",
+        epilog=f"Run `{PROG} <command> --help` for each command's options and examples.\n\n{EXIT_CODES}\n{ENVIRONMENT}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=REPO_ROOT,
+        help="project directory holding Pulumi.yaml and the stack files (default: the repo root)",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="<command>", parser_class=OpsArgumentParser)
+    commands.required = True
+
+    history = _command(
+        commands,
+        "history",
+        "list a stack's updates, newest first, with the app versions each deployed",
+        "List a stack's updates, newest first: number, start time, kind, result, message, the git commit "
+        "the program was at (+dirty when the tree had changes) and the image tag/digest of each app in "
+        "that update's config. Numbers are the backend's versions on Pulumi Cloud; on the file backend "
+        "(which has none) entries are numbered oldest = 1. `rollback --to N` uses the same numbers.",
+        f"  {PROG} history --stack production\n  {PROG} history --stack staging --json | jq '.[0]'\n",
+    )
+    history.add_argument("--stack", required=True, help="stack name (org/stack on Pulumi Cloud)")
+    history.add_argument("--json", action="store_true", help="print JSON instead of a table (no secrets)")
+
+    diff = _command(
+        commands,
+        "diff",
+        "show what promoting one stack to another would change",
+        "Compare the promotable settings of two stacks: each app's image (tag/digest) and the chart "
+        "version of each add-on the source marks `promotable: true`. The source side is what the source "
+        "last deployed (its newest update's config). Replicas are shown for context; they stay per stack.",
+        f"  {PROG} diff --from staging --to production\n  {PROG} diff --from staging --to production --apps backend\n",
+    )
+    diff.add_argument("--from", dest="source", required=True, metavar="STACK", help="stack to promote from")
+    diff.add_argument("--to", dest="target", required=True, metavar="STACK", help="stack to promote to")
+    diff.add_argument("--apps", help="comma-separated apps to compare (default: every app in both stacks)")
+
+    promote = _command(
+        commands,
+        "promote",
+        "copy app images and promotable chart versions from one stack to another, then deploy",
+        "Copy what the source stack deployed (app images; chart versions of add-ons marked promotable) into "
+        "the target stack's config, preview the target (with the policy pack when policies/PulumiPolicy.yaml "
+        "exists), ask for confirmation, then `up` with the message `promote A -> B: backend 1.4.2 -> 1.5.0, "
+        "...`. Refuses when the source's newest update did not succeed, when the source's config has "
+        "undeployed changes to those settings, or when the source's live state drifted. When the preview "
+        "fails or the confirmation is declined, the target's config is put back as it was.",
+        f"  {PROG} promote --from staging --to production\n"
+        f"  {PROG} promote --from staging --to production --apps backend --yes   # CI\n",
+    )
+    promote.add_argument("--from", dest="source", required=True, metavar="STACK", help="stack to promote from")
+    promote.add_argument("--to", dest="target", required=True, metavar="STACK", help="stack to promote to")
+    promote.add_argument("--apps", help="comma-separated apps to promote (default: every app in both stacks)")
+    promote.add_argument("--yes", action="store_true", help="do not ask; required when stdin is not a terminal")
+
+    roll = _command(
+        commands,
+        "rollback",
+        "deploy an earlier successful update's config again",
+        "Restore exactly the config of an earlier successful `update` (every key, secrets included and "
+        "re-encrypted with the stack's secrets provider; keys added since are removed), preview, confirm, "
+        "then `up` with the message `rollback S to update N (<time>)`. The program that runs is today's "
+        "(HEAD); the command says so when that update ran at another commit. --steps K walks back K "
+        "successful updates from the newest update (--steps 1 undoes the last update, failed or not).",
+        f"  {PROG} rollback --stack production --steps 1\n"
+        f"  {PROG} rollback --stack production --to 12 --yes\n",
+    )
+    roll.add_argument("--stack", required=True, help="stack to roll back")
+    which = roll.add_mutually_exclusive_group(required=True)
+    which.add_argument("--to", type=_positive, metavar="N", help="update number, as `history` shows it")
+    which.add_argument("--steps", type=_positive, metavar="K", help="go back K successful updates")
+    roll.add_argument("--yes", action="store_true", help="do not ask; required when stdin is not a terminal")
+
+    preflight = _command(
+        commands,
+        "preflight",
+        "run the pre-deployment checklist and print go/no-go",
+        "The runbook's pre-deployment checklist: the stack config validates (the program runs under mocks), "
+        "the pulumi CLI and its plugins are found, a preview succeeds, the policy pack passes, and the "
+        "state has no pending operations. Prints a go/no-go table.",
+        f"  {PROG} preflight --stack production\n",
+    )
+    preflight.add_argument("--stack", required=True, help="stack to check")
+
+    drift = _command(
+        commands,
+        "drift",
+        "list resources changed outside Pulumi (refresh preview; changes nothing)",
+        "Compare the live state of every resource with the stack's recorded state (a refresh preview, "
+        "which writes nothing) and list the resources changed outside Pulumi.",
+        f"  {PROG} drift --stack production || echo 'drift found'\n",
+    )
+    drift.add_argument("--stack", required=True, help="stack to check")
+    return parser
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    work_dir = args.work_dir.resolve()
+    if not (work_dir / "Pulumi.yaml").is_file():
+        raise BadUsage(f"--work-dir {work_dir}: no Pulumi.yaml there")
+    if args.command == "history":
+        return rollback.run_history(args.stack, args.json, work_dir)
+    if args.command == "diff":
+        return promotion.run_diff(args.source, args.target, args.apps, work_dir)
+    if args.command == "promote":
+        return promotion.run_promote(args.source, args.target, args.apps, args.yes, work_dir)
+    if args.command == "rollback":
+        return rollback.run_rollback(args.stack, args.to, args.steps, args.yes, work_dir)
+    if args.command == "preflight":
+        return checks.run_preflight(args.stack, work_dir)
+    return checks.run_drift(args.stack, work_dir)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return dispatch(args)
+    except OpsError as error:
+        kind = "error" if isinstance(error, BadUsage) else "refused"
+        print(f"{PROG} {args.command}: {kind}: {error}", file=sys.stderr, flush=True)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROG} {args.command}: interrupted", file=sys.stderr, flush=True)
+        return 1
