@@ -22,6 +22,11 @@ class IngressSettings(Settings):
     controller: Literal["nginx", "gateway"] = Field(
         default="nginx", description="nginx: Ingress objects; gateway: Gateway API HTTPRoutes."
     )
+    wait_for_address: bool = Field(
+        default=True,
+        description="Wait until the controller publishes an address on each Ingress; turn off where no "
+        "controller runs (e.g. a local API server).",
+    )
 
 
 class IngressNginxSettings(AddonSettings):
@@ -71,9 +76,17 @@ def _lb_address(status) -> str:
 
 
 class NginxIngress(pulumi.ComponentResource):
-    def __init__(self, name: str, settings: IngressNginxSettings, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(
+        self,
+        name: str,
+        settings: IngressNginxSettings,
+        wait_for_address: bool = True,
+        opts: Optional[pulumi.ResourceOptions] = None,
+    ):
         super().__init__("clipper:ingress:NginxIngress", name, None, opts)
         self.namespace, self.class_name = settings.namespace, settings.class_name
+        # The provider waits for an Ingress's load-balancer address unless told not to.
+        self._annotations = {} if wait_for_address else {"pulumi.com/skipAwait": "true"}
         values = {
             "controller": {
                 "replicaCount": 2,
@@ -94,7 +107,12 @@ class NginxIngress(pulumi.ComponentResource):
     def route(self, route: Route, opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
         return k8s.networking.v1.Ingress(
             f"{route.namespace}-{route.app}",
-            metadata={"name": route.app, "namespace": route.namespace, "labels": platform_labels("ingress", route.app)},
+            metadata={
+                "name": route.app,
+                "namespace": route.namespace,
+                "labels": platform_labels("ingress", route.app),
+                "annotations": self._annotations,
+            },
             spec={
                 "ingressClassName": self.class_name,
                 "tls": [{"hosts": [route.host], "secretName": route.tls_secret}],
@@ -220,4 +238,4 @@ def ingress_controller(
 ) -> Union[NginxIngress, GatewayIngress]:
     if settings.controller == "gateway":
         return GatewayIngress("envoy-gateway", gateway, listeners, opts)
-    return NginxIngress("ingress-nginx", nginx, opts)
+    return NginxIngress("ingress-nginx", nginx, settings.wait_for_address, opts)
