@@ -1,10 +1,12 @@
-"""Drive the real Pulumi CLI on a throwaway copy of the project."""
+"""Drive the real Pulumi CLI (and the ops CLI) on a throwaway copy of the project, with its own
+file backend, so tests never touch the repo's stack files or the user's state."""
 from __future__ import annotations
 
 import json
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -14,7 +16,8 @@ import yaml
 from infra.simulate import apply_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
-PROJECT_FILES = ["Pulumi.yaml", "Pulumi.local.yaml", "infra", "components", "policies"]
+# The local stacks' secrets are encrypted with the documented local-only passphrase.
+LOCAL_PASSPHRASE = "clipper-local"
 
 
 def toolchain_bin() -> Optional[Path]:
@@ -28,10 +31,15 @@ def toolchain_bin() -> Optional[Path]:
 @dataclass
 class Result:
     returncode: int
-    output: str
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
 
     def json(self):
-        return json.loads(self.output)
+        return json.loads(self.stdout)
 
 
 @dataclass
@@ -40,38 +48,53 @@ class Project:
     env: dict
 
     @classmethod
-    def copy_of(cls, root: Path, tmp: Path, bin_dir: Path) -> "Project":
-        work = tmp / "project"
-        work.mkdir()
-        for name in PROJECT_FILES:
-            src = root / name
-            if src.is_dir():
-                shutil.copytree(src, work / name, ignore=shutil.ignore_patterns("__pycache__"))
-            else:
-                shutil.copy(src, work / name)
-        (work / ".venv").symlink_to(root / ".venv")
-        backend = tmp / "backend"
+    def copy_of(cls, root: Path, base: Path, bin_dir: Path, with_policies: bool = True) -> "Project":
+        work, backend = base / "project", base / "backend"
+        work.mkdir(parents=True)
         backend.mkdir()
-        env = {
+        for src in [root / "Pulumi.yaml", *root.glob("Pulumi.local*.yaml")]:
+            shutil.copy(src, work / src.name)
+        for name in ("infra", "components", "policies"):
+            shutil.copytree(root / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
+        if not with_policies:
+            (work / "policies" / "PulumiPolicy.yaml").unlink()
+        (work / ".venv").symlink_to(root / ".venv")
+        return cls(work, cls._env(base, bin_dir))
+
+    @staticmethod
+    def _env(base: Path, bin_dir: Path) -> dict:
+        return {
             **os.environ,
             "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-            "PULUMI_BACKEND_URL": f"file://{backend}",
-            "PULUMI_CONFIG_PASSPHRASE": "engine-tests",
-            "PULUMI_HOME": str(tmp / "pulumi-home"),
+            "PULUMI_BACKEND_URL": f"file://{base / 'backend'}",
+            "PULUMI_CONFIG_PASSPHRASE": LOCAL_PASSPHRASE,
+            "PULUMI_HOME": str(base / "pulumi-home"),
             "PULUMI_SKIP_UPDATE_CHECK": "true",
             "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
         }
-        return cls(work, env)
+
+    def clone(self, base: Path) -> "Project":
+        """The same project and backend state, somewhere else (the file backend is just files)."""
+        for name in ("project", "backend"):
+            shutil.copytree(self.dir.parent / name, base / name, symlinks=True)
+        return type(self)(base / "project", self._env(base, Path(self.env["PATH"].split(os.pathsep)[0])))
+
+    def _run(self, command: list[str], cwd: Path, timeout: int) -> Result:
+        done = subprocess.run(command, cwd=cwd, env=self.env, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+        return Result(done.returncode, done.stdout, done.stderr)
 
     def pulumi(self, *args: str, timeout: int = 600) -> Result:
-        done = subprocess.run(["pulumi", *args, "--non-interactive"], cwd=self.dir, env=self.env,
-                              capture_output=True, text=True, timeout=timeout)
-        return Result(done.returncode, done.stdout + done.stderr)
+        return self._run(["pulumi", *args, "--non-interactive"], self.dir, timeout)
 
     def ok(self, *args: str, timeout: int = 600) -> Result:
         result = self.pulumi(*args, timeout=timeout)
         assert result.returncode == 0, f"pulumi {' '.join(args)} failed:\n{result.output[-4000:]}"
         return result
+
+    def ops(self, *args: str, timeout: int = 600) -> Result:
+        """`python -m infra.ops` from the repo, pointed at this copy."""
+        return self._run([sys.executable, "-m", "infra.ops", "--work-dir", str(self.dir), *args], ROOT, timeout)
 
     def init(self, stack: str = "local") -> None:
         self.ok("stack", "init", stack)
@@ -84,10 +107,16 @@ class Project:
         return yaml.safe_load((self.dir / f"Pulumi.{stack}.yaml").read_text())["config"]
 
     def write_stack_config(self, stack: str, config: dict) -> None:
-        (self.dir / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump({"config": config}, sort_keys=False))
+        path = self.dir / f"Pulumi.{stack}.yaml"
+        document = yaml.safe_load(path.read_text()) if path.exists() else {}
+        path.write_text(yaml.safe_dump({**document, "config": config}, sort_keys=False))
 
-    def kubectl(self, kubeconfig: Path, *args: str) -> str:
-        done = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), *args], capture_output=True, text=True,
-                              timeout=120)
-        assert done.returncode == 0, done.stderr
-        return done.stdout
+    def outputs(self, stack: str) -> dict:
+        return self.ok("stack", "output", "--json", "--show-secrets", "--stack", stack).json()
+
+
+def kubectl(kubeconfig: Path, *args: str) -> str:
+    done = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), *args], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout

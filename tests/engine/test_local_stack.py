@@ -6,6 +6,7 @@ import json
 import pytest
 
 from infra.rendered import rendered_objects
+from tests.engine.engine import kubectl
 from tests.manifests import checkov_failures, schema_errors
 
 
@@ -78,16 +79,16 @@ class TestAgainstLocalApiServer:
     def test_up_creates_ready_objects_then_is_idempotent_then_updates_one_app_then_destroys(self, stack, local_cluster):
         stack.ok("up", "--stack", "local", "--yes", "--skip-preview")
         ns = "clipper-local"
-        labels = json.loads(stack.kubectl(local_cluster, "get", "namespace", ns, "-o", "json"))["metadata"]["labels"]
+        labels = json.loads(kubectl(local_cluster, "get", "namespace", ns, "-o", "json"))["metadata"]["labels"]
         assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
-        policies = stack.kubectl(local_cluster, "get", "networkpolicy", "-n", ns, "-o", "name").split()
+        policies = kubectl(local_cluster, "get", "networkpolicy", "-n", ns, "-o", "name").split()
         assert "networkpolicy.networking.k8s.io/default-deny" in policies
         for app in ("backend", "frontend"):
-            deployment = json.loads(stack.kubectl(local_cluster, "get", "deployment", app, "-n", ns, "-o", "json"))
+            deployment = json.loads(kubectl(local_cluster, "get", "deployment", app, "-n", ns, "-o", "json"))
             container = deployment["spec"]["template"]["spec"]["containers"][0]
             assert container["securityContext"]["readOnlyRootFilesystem"] is True
             assert deployment["status"].get("readyReplicas", 0) >= 1, f"{app} not Ready under kwok"
-        jobs = json.loads(stack.kubectl(local_cluster, "get", "jobs", "-n", ns, "-o", "json"))["items"]
+        jobs = json.loads(kubectl(local_cluster, "get", "jobs", "-n", ns, "-o", "json"))["items"]
         assert jobs and jobs[0]["status"].get("succeeded") == 1
 
         assert _changes(stack.ok("preview", "--stack", "local", "--json").json()) == {}
@@ -96,13 +97,13 @@ class TestAgainstLocalApiServer:
         changes = _changes(stack.ok("preview", "--stack", "local", "--json").json())
         assert list(changes.values()) == ["update"] and next(iter(changes)).endswith("clipper-local-frontend-deployment")
         stack.ok("up", "--stack", "local", "--yes", "--skip-preview")
-        image = stack.kubectl(local_cluster, "get", "deployment", "frontend", "-n", ns,
+        image = kubectl(local_cluster, "get", "deployment", "frontend", "-n", ns,
                               "-o", "jsonpath={.spec.template.spec.containers[0].image}")
         assert image == "ghcr.io/clpr-tv/frontend:2.2.0"
 
         stack.ok("destroy", "--stack", "local", "--yes", "--skip-preview")
-        left = stack.kubectl(local_cluster, "get", "namespace", ns, "--ignore-not-found", "-o", "name")
+        left = kubectl(local_cluster, "get", "namespace", ns, "--ignore-not-found", "-o", "name")
         assert left.strip() in ("", f"namespace/{ns}")  # a namespace may still be terminating
         if left.strip():
-            phase = stack.kubectl(local_cluster, "get", "namespace", ns, "-o", "jsonpath={.status.phase}")
+            phase = kubectl(local_cluster, "get", "namespace", ns, "-o", "jsonpath={.status.phase}")
             assert phase == "Terminating"

@@ -4,112 +4,21 @@ v2 in local-staging. The drift test needs the local API server and runs only whe
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-import yaml
 
 from infra.ops.history import parse_history
 from infra.rendered import rendered_objects
+from tests.engine.engine import ROOT, Project, kubectl
 
-ROOT = Path(__file__).resolve().parents[2]
 STAGING, PRODUCTION = "local-staging", "local-production"
 STACK_FILES = [f"Pulumi.{STAGING}.yaml", f"Pulumi.{PRODUCTION}.yaml"]
-PROJECT_FILES = ["Pulumi.yaml", *STACK_FILES, "infra", "components", "policies"]
-ENGINE_BINARIES = ["pulumi", "pulumi-language-python", "pulumi-resource-kubernetes"]
-PASSPHRASE = "clipper-local"  # the local stacks' secrets are encrypted with it (see their files)
 WEBHOOK = {s: f"https://hooks.clpr.localhost/deploys/{s}" for s in (STAGING, PRODUCTION)}
 V1_BACKEND, V2_BACKEND = "ghcr.io/clpr-tv/backend:1.4.2", "ghcr.io/clpr-tv/backend:1.5.0"
 
 
-def engine_bin_dir() -> Path | None:
-    """The toolchain's bin dir once the engine (CLI, Python host, Kubernetes provider) is built;
-    the local API server is not needed for render mode."""
-    found = subprocess.run(["bash", str(ROOT / "toolchain" / "build.sh"), "--print-bin"], capture_output=True, text=True)
-    lines = found.stdout.strip().splitlines()
-    path = Path(lines[-1]) if lines else None
-    return path if path and all((path / name).exists() for name in ENGINE_BINARIES) else None
-
-
-@pytest.fixture(scope="module")
-def engine_bin() -> Path:
-    found = engine_bin_dir()
-    if found is None:
-        message = "the Pulumi engine (pulumi, pulumi-language-python, pulumi-resource-kubernetes) is not built: run `make toolchain`"
-        if os.environ.get("CLIPPER_REQUIRE_ENGINE") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
-
-
-@dataclass
-class Run:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-@dataclass
-class OpsProject:
-    """A copy of the project with its own file backend: the ops CLI and pulumi run against it."""
-
-    dir: Path
-    env: dict
-
-    @classmethod
-    def create(cls, base: Path, bin_dir: Path, with_policies: bool) -> "OpsProject":
-        work, backend = base / "project", base / "backend"
-        work.mkdir(parents=True)
-        backend.mkdir()
-        for name in PROJECT_FILES:
-            src = ROOT / name
-            if src.is_dir():
-                shutil.copytree(src, work / name, ignore=shutil.ignore_patterns("__pycache__"))
-            else:
-                shutil.copy(src, work / name)
-        if not with_policies:
-            (work / "policies" / "PulumiPolicy.yaml").unlink()
-        (work / ".venv").symlink_to(ROOT / ".venv")
-        return cls(work, cls._env(base, bin_dir))
-
-    @staticmethod
-    def _env(base: Path, bin_dir: Path) -> dict:
-        return {
-            **os.environ,
-            "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-            "PULUMI_BACKEND_URL": f"file://{base / 'backend'}",
-            "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
-            "PULUMI_HOME": str(base / "pulumi-home"),
-            "PULUMI_SKIP_UPDATE_CHECK": "true",
-            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-        }
-
-    def clone(self, base: Path) -> "OpsProject":
-        """The same project and backend state, somewhere else (the file backend is just files)."""
-        source_base = self.dir.parent
-        for name in ("project", "backend"):
-            shutil.copytree(source_base / name, base / name, symlinks=True)
-        return OpsProject(base / "project", self._env(base, Path(self.env["PATH"].split(os.pathsep)[0])))
-
-    def pulumi(self, *args: str) -> Run:
-        done = subprocess.run(["pulumi", *args, "--non-interactive"], cwd=self.dir, env=self.env,
-                              capture_output=True, text=True, timeout=600)
-        return Run(done.returncode, done.stdout, done.stderr)
-
-    def ok(self, *args: str) -> str:
-        run = self.pulumi(*args)
-        assert run.returncode == 0, f"pulumi {' '.join(args)} failed:\n{(run.stdout + run.stderr)[-4000:]}"
-        return run.stdout
-
-    def ops(self, *args: str) -> Run:
-        done = subprocess.run([sys.executable, "-m", "infra.ops", "--work-dir", str(self.dir), *args], cwd=ROOT,
-                              env=self.env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
-        return Run(done.returncode, done.stdout, done.stderr)
+class OpsProject(Project):
+    """A project copy with the two local stacks, as the ops CLI sees them."""
 
     def deploy(self, stack: str, message: str) -> None:
         self.ok("up", "--stack", stack, "--yes", "--skip-preview", "--message", message)
@@ -118,17 +27,11 @@ class OpsProject:
         self.ok("config", "set", "--path", f"clipper:apps.{app}.image", image, "--stack", stack)
 
     def history(self, stack: str):
-        return parse_history(json.loads(self.ok("stack", "history", "--json", "--show-secrets", "--stack", stack)))
-
-    def outputs(self, stack: str) -> dict:
-        return json.loads(self.ok("stack", "output", "--json", "--show-secrets", "--stack", stack))
+        return parse_history(self.ok("stack", "history", "--json", "--show-secrets", "--stack", stack).json())
 
     def rendered_image(self, stack: str, app: str) -> str:
-        """The image of the app's Deployment as the provider rendered it. The engine runs the
-        program in infra/ (Pulumi.yaml `main`), so a relative renderDir lands under it."""
-        render_dir = yaml.safe_load((self.dir / f"Pulumi.{stack}.yaml").read_text())["config"]["clipper:existing"]["renderDir"]
-        candidates = [self.dir / "infra" / render_dir, self.dir / render_dir]
-        directory = next(d for d in candidates if d.is_dir())
+        """The image of the app's Deployment as the provider rendered it."""
+        directory = self.dir / self.stack_config(stack)["clipper:existing"]["renderDir"]
         deployments = [d for d in rendered_objects(directory) if d["kind"] == "Deployment" and d["metadata"]["name"] == app]
         assert len(deployments) == 1, f"expected one rendered Deployment {app} in {directory}"
         return deployments[0]["spec"]["template"]["spec"]["containers"][0]["image"]
@@ -140,10 +43,10 @@ class OpsProject:
 
 
 @pytest.fixture(scope="module")
-def deployed(engine_bin, tmp_path_factory) -> OpsProject:
+def deployed(bin_dir, tmp_path_factory) -> OpsProject:
     """v1 in both local stacks, then v2 (backend 1.5.0) in local-staging. No policy pack: the
     policy test below runs it on its own."""
-    project = OpsProject.create(tmp_path_factory.mktemp("ops-template"), engine_bin, with_policies=False)
+    project = OpsProject.copy_of(ROOT, tmp_path_factory.mktemp("ops-template"), bin_dir, with_policies=False)
     for stack in (STAGING, PRODUCTION):
         project.ok("stack", "init", stack)
         project.deploy(stack, "deploy v1")
@@ -174,7 +77,7 @@ def test_promote_then_rollback_restores_v1_config_and_secret(project):
     assert history[0].config == v1.config  # the rollback ran with exactly v1's config
     assert project.outputs(PRODUCTION)["appImages"]["backend"] == V1_BACKEND
     assert project.rendered_image(PRODUCTION, "backend") == V1_BACKEND
-    webhook = json.loads(project.ok("config", "get", "clipper:notificationWebhook", "--json", "--stack", PRODUCTION))
+    webhook = project.ok("config", "get", "clipper:notificationWebhook", "--json", "--stack", PRODUCTION).json()
     assert webhook == {"value": WEBHOOK[PRODUCTION], "secret": True}
     assert project.outputs(PRODUCTION)["notificationWebhook"] == WEBHOOK[PRODUCTION]
     assert "secure:" in (project.dir / f"Pulumi.{PRODUCTION}.yaml").read_text()  # still encrypted at rest
@@ -258,8 +161,8 @@ def test_preflight_says_no_go_on_bad_config(project):
     assert "local-production: NO-GO" in run.stdout and "mutable tag 'latest'" in run.stdout
 
 
-def test_promote_previews_with_the_policy_pack(engine_bin, tmp_path):
-    project = OpsProject.create(tmp_path, engine_bin, with_policies=True)
+def test_promote_previews_with_the_policy_pack(bin_dir, tmp_path):
+    project = OpsProject.copy_of(ROOT, tmp_path, bin_dir)
     for stack in (STAGING, PRODUCTION):
         project.ok("stack", "init", stack)
         project.deploy(stack, "deploy v1")
@@ -283,20 +186,13 @@ def test_drift_in_cluster_mode_is_found_and_blocks_promotion(deployed, local_clu
         project.deploy(stack, "move to the local cluster")
     promoted = project.ops("promote", "--from", STAGING, "--to", PRODUCTION, "--yes")
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr
-    live = subprocess.run(
-        ["kubectl", "--kubeconfig", str(local_cluster), "-n", "clipper-production", "get", "deployment", "backend",
-         "-o", "jsonpath={.spec.template.spec.containers[0].image}"],
-        capture_output=True, text=True, timeout=60,
-    )
-    assert live.stdout == V2_BACKEND, live.stderr
+    live = kubectl(local_cluster, "-n", "clipper-production", "get", "deployment", "backend",
+                   "-o", "jsonpath={.spec.template.spec.containers[0].image}")
+    assert live == V2_BACKEND
 
     assert project.ops("drift", "--stack", STAGING).returncode == 0
-    subprocess.run(
-        # The runbook's old way to deploy: an image change behind Pulumi's back.
-        ["kubectl", "--kubeconfig", str(local_cluster), "-n", "clipper-staging", "set", "image", "deployment/backend",
-         "backend=ghcr.io/clpr-tv/backend:9.9.9"],
-        check=True, capture_output=True, timeout=60,
-    )
+    # The runbook's old way to deploy: an image change behind Pulumi's back.
+    kubectl(local_cluster, "-n", "clipper-staging", "set", "image", "deployment/backend", "backend=ghcr.io/clpr-tv/backend:9.9.9")
     drift = project.ops("drift", "--stack", STAGING)
     assert drift.returncode == 1, drift.stdout + drift.stderr
     assert "Deployment" in drift.stdout and "changed outside Pulumi" in drift.stdout
