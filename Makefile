@@ -24,9 +24,10 @@ export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION := true
 else
 TOOLCHAIN_BUILD := bash toolchain/build.sh --only cluster
 endif
-# Evaluated when a recipe runs, i.e. after the toolchain target has built it.
-TOOLCHAIN_BIN = $(shell bash toolchain/build.sh --print-bin 2>/dev/null)
-WITH_TOOLCHAIN = PATH="$(TOOLCHAIN_BIN):$$PATH" VIRTUAL_ENV=$(CURDIR)/$(VENV)
+# Evaluated when a recipe runs, i.e. after the toolchain target has built it. A user's own
+# pulumi stays first on PATH; the local cluster binaries are found after it.
+TOOLCHAIN_BIN = $(shell bash toolchain/build.sh --print-bin $(if $(USER_PULUMI),--only cluster) 2>/dev/null)
+WITH_TOOLCHAIN = PATH="$(if $(USER_PULUMI),$$PATH:$(TOOLCHAIN_BIN),$(TOOLCHAIN_BIN):$$PATH)" VIRTUAL_ENV=$(CURDIR)/$(VENV)
 
 .PHONY: help venv checkov toolchain test test-fast up preview destroy render cluster-up cluster-down bench docs
 

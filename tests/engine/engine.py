@@ -21,11 +21,14 @@ LOCAL_PASSPHRASE = "clipper-local"
 
 
 def toolchain_bin() -> Optional[Path]:
-    """The bin dir holding the engine (pulumi, its Python host, the Kubernetes provider), else None."""
+    """The bin dir holding the engine (pulumi, its Python host, the Kubernetes provider): ours,
+    built by toolchain/, else a user's own `pulumi` install; None when there is neither."""
     found = subprocess.run(["bash", str(ROOT / "toolchain" / "build.sh"), "--print-bin", "--only", "engine"],
                            capture_output=True, text=True)
-    path = Path(found.stdout.strip()) if found.returncode == 0 and found.stdout.strip() else None
-    return path if path and (path / "pulumi").exists() else None
+    if found.returncode == 0 and found.stdout.strip():
+        return Path(found.stdout.strip())
+    installed = shutil.which("pulumi")
+    return Path(installed).parent if installed else None
 
 
 @dataclass
