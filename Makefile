@@ -57,16 +57,19 @@ test: venv checkov toolchain ## the whole suite: unit (mocks), policy, engine (r
 test-fast: venv ## unit and policy tests only: no engine, no checkov
 	$(PY) -m pytest tests/unit tests/policy -m "not slow"
 
-up: venv toolchain ## the main job: `pulumi up` of the local stack (render mode: manifests, no cluster)
+$(STATE)/backend:
+	@mkdir -p $@
+
+up: venv toolchain | $(STATE)/backend ## the main job: `pulumi up` of the local stack (render mode: manifests, no cluster)
 	@$(WITH_TOOLCHAIN) pulumi stack select --create $(STACK) >/dev/null
 	$(WITH_TOOLCHAIN) pulumi up --stack $(STACK) --yes --skip-preview
 	@$(PY) -m infra.rendered .state/render/$(STACK)
 
-preview: venv toolchain ## `pulumi preview` of the local stack
+preview: venv toolchain | $(STATE)/backend ## `pulumi preview` of the local stack
 	@$(WITH_TOOLCHAIN) pulumi stack select --create $(STACK) >/dev/null
 	$(WITH_TOOLCHAIN) pulumi preview --stack $(STACK)
 
-destroy: venv toolchain ## `pulumi destroy` of the local stack
+destroy: venv toolchain | $(STATE)/backend ## `pulumi destroy` of the local stack
 	$(WITH_TOOLCHAIN) pulumi destroy --stack $(STACK) --yes
 
 render: venv ## write the objects a stack declares as YAML, under mocks (STACK=production)
