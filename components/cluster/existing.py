@@ -48,7 +48,12 @@ class ExistingCluster(pulumi.ComponentResource):
             self.kubeconfig = pulumi.Output.secret("")
             self.endpoint = pulumi.Output.from_input("")
             # The provider runs in its own working directory: hand it an absolute path.
-            provider_args: dict[str, Any] = {"render_yaml_to_directory": str(Path(settings.render_dir).resolve())}
+            # An empty kubeconfig stops the SDK from filling it in from $KUBECONFIG, which the
+            # provider refuses alongside a render directory.
+            provider_args: dict[str, Any] = {
+                "render_yaml_to_directory": str(Path(settings.render_dir).resolve()),
+                "kubeconfig": "",
+            }
         else:
             self.kubeconfig = pulumi.Output.secret(settings.kubeconfig_path().read_text())
             self.endpoint = pulumi.Output.from_input(settings.context or "current-context")

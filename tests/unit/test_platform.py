@@ -217,3 +217,11 @@ def test_components_use_clipper_type_tokens_and_parent_their_children(production
     assert components and all(r.type.startswith("clipper:") for r in components)
     component_urns = {r.urn for r in components}
     assert all(r.parent in component_urns for r in production.resources if r.custom)
+
+
+def test_render_mode_ignores_a_kubeconfig_in_the_environment(monkeypatch, tmp_path):
+    # The provider refuses a kubeconfig next to a render directory; $KUBECONFIG must not leak in.
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "config"))
+    [provider] = simulate("local").of_type("pulumi:providers:kubernetes")
+    assert provider.inputs["kubeconfig"] == ""
+    assert provider.inputs["renderYamlToDirectory"].endswith(".state/render/local")
