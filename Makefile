@@ -29,7 +29,7 @@ endif
 TOOLCHAIN_BIN = $(shell bash toolchain/build.sh --print-bin $(if $(USER_PULUMI),--only cluster) 2>/dev/null)
 WITH_TOOLCHAIN = PATH="$(if $(USER_PULUMI),$$PATH:$(TOOLCHAIN_BIN),$(TOOLCHAIN_BIN):$$PATH)" VIRTUAL_ENV=$(CURDIR)/$(VENV)
 
-.PHONY: help venv checkov toolchain test test-fast up preview destroy render cluster-up cluster-down bench docs
+.PHONY: help venv checkov toolchain test test-fast up preview destroy ops render cluster-up cluster-down bench docs
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -72,6 +72,9 @@ preview: venv toolchain | $(STATE)/backend ## `pulumi preview` of the local stac
 destroy: venv toolchain | $(STATE)/backend ## `pulumi destroy` of the local stack
 	$(WITH_TOOLCHAIN) pulumi destroy --stack $(STACK) --yes
 
+ops: venv toolchain | $(STATE)/backend ## the ops CLI with the local settings: make ops ARGS="history --stack local-staging"
+	$(WITH_TOOLCHAIN) $(PY) -m infra.ops $(ARGS)
+
 render: venv ## write the objects a stack declares as YAML, under mocks (STACK=production)
 	$(PY) -m infra.simulate --stack $(STACK) --out .state/$(STACK).yaml
 
@@ -80,6 +83,9 @@ cluster-up: toolchain ## start a local Kubernetes API (etcd, apiserver, controll
 
 cluster-down: ## stop the local Kubernetes API and remove its data
 	bash toolchain/cluster.sh down
+
+bench: venv toolchain ## benchmarks: program cost vs floor, engine vs kubectl apply, test times (JSON in .state/bench)
+	$(WITH_TOOLCHAIN) CLIPPER_REQUIRE_ENGINE=1 $(PY) -m bench
 
 docs: venv ## regenerate Pulumi.yaml's config block and docs/configuration.md from the models
 	$(PY) -m infra.config_reference --write
