@@ -131,7 +131,10 @@ class AppDeployment(pulumi.ComponentResource):
         )
         self.service = k8s.core.v1.Service(
             f"{self._id}-service",
-            metadata=self._meta(args.name),
+            # Readiness is awaited on the Deployment, and the selector is built from the pods' own
+            # labels; the provider's endpoint wait on a ClusterIP Service (a fixed ~10 s settle)
+            # would only add time to every deploy.
+            metadata={**self._meta(args.name), "annotations": {"pulumi.com/skipAwait": "true"}},
             spec={
                 "type": "ClusterIP",
                 "selector": app_selector(args.name),

@@ -99,6 +99,10 @@ class NamespaceBaseline(pulumi.ComponentResource):
 
     namespace: k8s.core.v1.Namespace
     name: pulumi.Output[str]
+    # What must exist before any pod runs here: the namespace, its container defaults and its
+    # NetworkPolicies (no pod ever runs before default-deny). The quota is not among them: the
+    # provider waits for its status, and our workloads all declare resources anyway.
+    guard_rails: list[pulumi.Resource]
 
     def __init__(self, name: str, args: NamespaceBaselineArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("clipper:platform:NamespaceBaseline", name, None, opts)
@@ -118,6 +122,7 @@ class NamespaceBaseline(pulumi.ComponentResource):
         )
         # Everything else lives in the namespace: wait for it to exist.
         self._child_opts = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace])
+        self.guard_rails = [self.namespace]
         self._quota()
         self._network_policies()
         self.name = self.namespace.metadata.apply(lambda m: m["name"])
@@ -142,7 +147,7 @@ class NamespaceBaseline(pulumi.ComponentResource):
             },
             opts=self._child_opts,
         )
-        k8s.core.v1.LimitRange(
+        limits = k8s.core.v1.LimitRange(
             f"{self._args.name}-limits",
             metadata=self._meta("container-defaults", "quota"),
             spec={
@@ -157,13 +162,16 @@ class NamespaceBaseline(pulumi.ComponentResource):
             },
             opts=self._child_opts,
         )
+        self.guard_rails.append(limits)
 
     def _policy(self, name: str, spec: dict) -> None:
-        k8s.networking.v1.NetworkPolicy(
-            f"{self._args.name}-{name}",
-            metadata=self._meta(name, "network-policy"),
-            spec=spec,
-            opts=self._child_opts,
+        self.guard_rails.append(
+            k8s.networking.v1.NetworkPolicy(
+                f"{self._args.name}-{name}",
+                metadata=self._meta(name, "network-policy"),
+                spec=spec,
+                opts=self._child_opts,
+            )
         )
 
     def _network_policies(self) -> None:

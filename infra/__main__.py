@@ -46,7 +46,7 @@ namespaces = {
     for name, settings in cfg.namespaces.items()
 }
 after_namespace = pulumi.ResourceOptions.merge(
-    in_cluster, pulumi.ResourceOptions(depends_on=[namespaces[cfg.app_namespace]])
+    in_cluster, pulumi.ResourceOptions(depends_on=namespaces[cfg.app_namespace].guard_rails)
 )
 NamespaceAccess("access", NamespaceAccessArgs(namespace=cfg.app_namespace, settings=cfg.rbac), after_namespace)
 

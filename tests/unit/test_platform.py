@@ -225,3 +225,21 @@ def test_render_mode_ignores_a_kubeconfig_in_the_environment(monkeypatch, tmp_pa
     [provider] = simulate("local").of_type("pulumi:providers:kubernetes")
     assert provider.inputs["kubeconfig"] == ""
     assert provider.inputs["renderYamlToDirectory"].endswith(".state/render/local")
+
+
+def test_workloads_start_only_after_their_namespace_guard_rails(production):
+    app = production.one("clipper:apps:AppDeployment", "backend")
+    policies = {_meta(p)["name"]: p.urn for p in _policies_in(production, "clipper-production")}
+    required = {
+        production.one("Namespace", "clipper-production").urn,
+        production.one("LimitRange", "clipper-production-limits").urn,
+        *policies.values(),  # no pod runs before default-deny and the allow rules
+    }
+    assert required <= set(app.dependencies)
+    # the quota's status wait is not on the critical path of a deploy
+    assert production.one("ResourceQuota", "clipper-production-quota").urn not in app.dependencies
+
+
+def test_services_do_not_wait_for_endpoints_the_deployment_already_awaits(production):
+    for service in production.of_type("Service"):
+        assert _meta(service)["annotations"] == {"pulumi.com/skipAwait": "true"}
