@@ -97,7 +97,6 @@ class AppDeploymentArgs:
     ingress: Optional[IngressController] = None
     certificate_issuer: Optional[str] = None  # cert-manager ClusterIssuer; None: the TLS Secret is provided
     secret_store: Optional[str] = None  # External Secrets ClusterSecretStore
-    stack_labels: Optional[dict[str, str]] = None
 
 
 class AppDeployment(pulumi.ComponentResource):
@@ -111,7 +110,7 @@ class AppDeployment(pulumi.ComponentResource):
         self._args = args
         s = args.settings
         self.image = s.image
-        self._labels = {**platform_labels("server", args.name), **(args.stack_labels or {})}
+        self._labels = platform_labels("server", args.name)
         child = pulumi.ResourceOptions(parent=self)
 
         self.service_account = k8s.core.v1.ServiceAccount(
