@@ -68,6 +68,29 @@ class _ClipperRule:
     rationale: str
     waivable: bool
 
+    def _init_rule(
+        self,
+        base: type,
+        *,
+        check: Any,
+        rationale: str,
+        remediation: str,
+        config_properties: Optional[dict[str, dict[str, Any]]],
+        waivable: bool,
+        **policy_args: Any,
+    ) -> None:
+        """Initialise the pulumi_policy `base` with our validate hook and keep our own fields."""
+        base.__init__(
+            self,
+            validate=self._validate,
+            config_schema=PolicyConfigSchema(properties=config_properties) if config_properties else None,
+            remediation_steps=remediation,
+            **policy_args,
+        )
+        self.rationale = rationale
+        self.waivable = waivable
+        self._check = check
+
 
 class ResourceRule(ResourceValidationPolicy, _ClipperRule):
     def __init__(
@@ -83,18 +106,18 @@ class ResourceRule(ResourceValidationPolicy, _ClipperRule):
         enforcement_level: EnforcementLevel = EnforcementLevel.MANDATORY,
         waivable: bool = True,
     ) -> None:
-        super().__init__(
+        self._init_rule(
+            ResourceValidationPolicy,
             name=name,
             description=description,
-            validate=self._validate,
             enforcement_level=enforcement_level,
-            config_schema=PolicyConfigSchema(properties=config_properties) if config_properties else None,
-            remediation_steps=remediation,
+            check=check,
+            rationale=rationale,
+            remediation=remediation,
+            config_properties=config_properties,
+            waivable=waivable,
         )
-        self.rationale = rationale
-        self.waivable = waivable
         self.resource_types = frozenset(resource_types) if resource_types is not None else None
-        self._check = check
 
     def applies_to(self, resource_type: str) -> bool:
         return self.resource_types is None or resource_type in self.resource_types
@@ -122,17 +145,17 @@ class StackRule(StackValidationPolicy, _ClipperRule):
         enforcement_level: EnforcementLevel = EnforcementLevel.MANDATORY,
         waivable: bool = True,
     ) -> None:
-        super().__init__(
+        self._init_rule(
+            StackValidationPolicy,
             name=name,
             description=description,
-            validate=self._validate,
             enforcement_level=enforcement_level,
-            config_schema=PolicyConfigSchema(properties=config_properties) if config_properties else None,
-            remediation_steps=remediation,
+            check=check,
+            rationale=rationale,
+            remediation=remediation,
+            config_properties=config_properties,
+            waivable=waivable,
         )
-        self.rationale = rationale
-        self.waivable = waivable
-        self._check = check
 
     def _validate(self, args: StackValidationArgs, report_violation: ReportViolation) -> None:
         declared = [r for r in args.resources if not is_chart_content(r.urn)]
