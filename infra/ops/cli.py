@@ -57,6 +57,13 @@ def _command(subparsers, name: str, summary: str, description: str, examples: st
     )
 
 
+def _promotion_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
+    """--from/--to/--apps, shared by `diff` and `promote` so both read the same stacks and apps."""
+    parser.add_argument("--from", dest="source", required=True, metavar="STACK", help="stack to promote from")
+    parser.add_argument("--to", dest="target", required=True, metavar="STACK", help="stack to promote to")
+    parser.add_argument("--apps", help=f"comma-separated apps to {verb} (default: every app in both stacks)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OpsArgumentParser(
         prog=PROG,
@@ -96,9 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         "last deployed (its newest update's config). Replicas are shown for context; they stay per stack.",
         f"  {PROG} diff --from staging --to production\n  {PROG} diff --from staging --to production --apps backend\n",
     )
-    diff.add_argument("--from", dest="source", required=True, metavar="STACK", help="stack to promote from")
-    diff.add_argument("--to", dest="target", required=True, metavar="STACK", help="stack to promote to")
-    diff.add_argument("--apps", help="comma-separated apps to compare (default: every app in both stacks)")
+    _promotion_arguments(diff, "compare")
 
     promote = _command(
         commands,
@@ -113,9 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"  {PROG} promote --from staging --to production\n"
         f"  {PROG} promote --from staging --to production --apps backend --yes   # CI\n",
     )
-    promote.add_argument("--from", dest="source", required=True, metavar="STACK", help="stack to promote from")
-    promote.add_argument("--to", dest="target", required=True, metavar="STACK", help="stack to promote to")
-    promote.add_argument("--apps", help="comma-separated apps to promote (default: every app in both stacks)")
+    _promotion_arguments(promote, "promote")
     promote.add_argument("--yes", action="store_true", help="do not ask; required when stdin is not a terminal")
 
     roll = _command(
