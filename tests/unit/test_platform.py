@@ -120,8 +120,8 @@ def test_migration_job_runs_before_the_deployment_rolls(production):
     assert job.inputs["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] == "backend-migrate"
 
 
-def test_new_image_gets_a_new_migration_job():
-    before = _meta(simulate("production").of_type("Job")[0])["name"]
+def test_new_image_gets_a_new_migration_job(production):
+    before = _meta(production.of_type("Job")[0])["name"]
     after = _meta(simulate("production", {"apps.backend.image": "ghcr.io/clpr-tv/backend:1.5.0"}).of_type("Job")[0])["name"]
     assert before != after
 
@@ -172,8 +172,8 @@ def test_cluster_issuers_wait_for_cert_manager(production):
         ("ingress-nginx", []),
     ],
 )
-def test_disabled_addons_register_nothing(addon, kinds):
-    enabled = simulate("production")
+def test_disabled_addons_register_nothing(addon, kinds, production):
+    enabled = production
     sim = simulate("production", {f"addons.{addon}.enabled": False})
     assert [r for r in enabled.of_type("kubernetes:helm.sh/v3:Release") if r.name == addon]
     assert not [r for r in sim.of_type("kubernetes:helm.sh/v3:Release") if r.name == addon]
