@@ -15,7 +15,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pydantic import Field, model_validator
 
-from components.ingress import IngressController, Route
+from components.addons.ingress import IngressController, Route
 from components.meta import app_selector, platform_labels
 from components.settings import ImageRef, Port, ResourceRequirements, Settings
 

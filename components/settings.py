@@ -65,6 +65,14 @@ ImageRef = Annotated[str, AfterValidator(_image)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
+def deep_merge(base: dict, override: dict) -> dict:
+    """`override` merged over `base`, recursively for nested mappings (config over defaults)."""
+    merged = dict(base)
+    for key, value in override.items():
+        merged[key] = deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
 def image_version(image: str) -> str:
     """The tag and/or digest of an image reference: what a release deploys."""
     match = _IMAGE.match(image)

@@ -11,8 +11,7 @@ from typing import Annotated, Any, ClassVar, Literal, Optional
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from components.helm_addon import deep_merge
-from components.settings import Settings
+from components.settings import Settings, deep_merge
 
 Weekday = Literal["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 _KUBERNETES_VERSION = re.compile(r"^1\.\d{2}$")

@@ -10,7 +10,7 @@ import pulumi_kubernetes as k8s
 from pydantic import Field
 
 from components.cluster.base import WorkloadIdentity
-from components.helm_addon import AddonSettings, HelmAddon, HelmAddonArgs
+from components.addons.helm_addon import AddonSettings, HelmAddon, HelmAddonArgs
 from components.meta import platform_labels
 from components.settings import DnsLabel
 

@@ -5,7 +5,7 @@ from typing import Optional
 
 import pulumi
 
-from components.helm_addon import AddonSettings, HelmAddon, HelmAddonArgs
+from components.addons.helm_addon import AddonSettings, HelmAddon, HelmAddonArgs
 
 
 class MetricsServerSettings(AddonSettings):

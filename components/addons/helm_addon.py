@@ -14,7 +14,7 @@ from pydantic import Field
 
 from components.meta import platform_labels
 from components.namespace import PodSecurityLevel
-from components.settings import DnsLabel, Settings
+from components.settings import DnsLabel, Settings, deep_merge
 
 # Namespaces the cluster already has: never declared (and so never deleted) by an add-on.
 SYSTEM_NAMESPACES = frozenset({"kube-system", "default"})
@@ -40,13 +40,6 @@ class AddonSettings(Settings):
     values: dict[str, Any] = Field(default_factory=dict, description="Chart values, merged over ours.")
     promotable: bool = Field(default=False, description="`ops promote` copies this add-on's chart version.")
     timeout_seconds: int = Field(default=600, ge=60)
-
-
-def deep_merge(base: dict, override: dict) -> dict:
-    merged = dict(base)
-    for key, value in override.items():
-        merged[key] = deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
-    return merged
 
 
 @dataclass

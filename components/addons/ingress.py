@@ -13,7 +13,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pydantic import Field
 
-from components.helm_addon import AddonSettings, HelmAddon, HelmAddonArgs
+from components.addons.helm_addon import AddonSettings, HelmAddon, HelmAddonArgs
 from components.meta import platform_labels
 from components.settings import DnsLabel, Settings
 
