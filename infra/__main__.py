@@ -11,13 +11,13 @@ os.chdir(PROJECT_ROOT)
 
 import pulumi  # noqa: E402
 
+from components.addons.cert_manager import CertManager, CertManagerArgs  # noqa: E402
+from components.addons.external_secrets import ExternalSecrets, ExternalSecretsArgs  # noqa: E402
+from components.addons.ingress import Listener, ingress_controller  # noqa: E402
+from components.addons.metrics_server import metrics_server  # noqa: E402
 from components.app import AppDeployment, AppDeploymentArgs  # noqa: E402
-from components.cert_manager import CertManager, CertManagerArgs  # noqa: E402
 from components.cluster.base import IdentityPermissions  # noqa: E402
 from components.dns import HostRecords  # noqa: E402
-from components.external_secrets import ExternalSecrets, ExternalSecretsArgs  # noqa: E402
-from components.ingress import Listener, ingress_controller  # noqa: E402
-from components.metrics_server import metrics_server  # noqa: E402
 from components.namespace import ExposedApp, NamespaceBaseline, NamespaceBaselineArgs  # noqa: E402
 from components.rbac import NamespaceAccess, NamespaceAccessArgs  # noqa: E402
 from infra.clusters import cluster_for  # noqa: E402

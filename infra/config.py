@@ -14,16 +14,16 @@ import pulumi
 from pulumi.runtime import config as runtime_config
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from components.addons.cert_manager import CertManagerSettings
+from components.addons.external_secrets import ExternalSecretsSettings
+from components.addons.ingress import EnvoyGatewaySettings, IngressNginxSettings, IngressSettings
+from components.addons.metrics_server import MetricsServerSettings
 from components.app import AppSettings
-from components.cert_manager import CertManagerSettings
 from components.cluster.aks import AksSettings
 from components.cluster.eks import EksSettings
 from components.cluster.existing import ExistingClusterSettings
 from components.cluster.gke import GkeSettings
 from components.dns import DnsSettings, is_ip_address
-from components.external_secrets import ExternalSecretsSettings
-from components.ingress import EnvoyGatewaySettings, IngressNginxSettings, IngressSettings
-from components.metrics_server import MetricsServerSettings
 from components.namespace import NamespaceSettings, NetworkSettings
 from components.rbac import AccessSettings
 from components.settings import DnsLabel, Settings
