@@ -97,6 +97,7 @@ class AppDeploymentArgs:
     ingress: Optional[IngressController] = None
     certificate_issuer: Optional[str] = None  # cert-manager ClusterIssuer; None: the TLS Secret is provided
     secret_store: Optional[str] = None  # External Secrets ClusterSecretStore
+    secret_refresh_interval: str = "1h"  # how often the ExternalSecret re-reads the secret manager
 
 
 class AppDeployment(pulumi.ComponentResource):
@@ -263,9 +264,14 @@ class AppDeployment(pulumi.ComponentResource):
             f"{self._id}-secrets",
             api_version="external-secrets.io/v1",
             kind="ExternalSecret",
-            metadata=self._meta(f"{a.name}-secrets"),
+            metadata={
+                **self._meta(f"{a.name}-secrets"),
+                # The provider waits until the operator has synced the Secret: the migration Job and
+                # the pods that read it start only then, not on a missing Secret.
+                "annotations": {"pulumi.com/waitFor": "condition=Ready"},
+            },
             spec={
-                "refreshInterval": "1h",
+                "refreshInterval": a.secret_refresh_interval,
                 "secretStoreRef": {"kind": "ClusterSecretStore", "name": a.secret_store},
                 "target": {"name": f"{a.name}-secrets", "creationPolicy": "Owner"},
                 "data": [

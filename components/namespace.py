@@ -3,16 +3,21 @@ NetworkPolicies that deny everything except DNS and the traffic the stack declar
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
 from pydantic import Field
 
 from components.meta import app_selector, platform_labels
+from components.network_policy import DnsSettings, default_deny, dns_egress, egress_to, in_namespace, ingress_from, ip_blocks
 from components.settings import ComputeResources, CpuQuantity, DnsLabel, MemoryQuantity, Port, Settings
 
 PodSecurityLevel = Literal["privileged", "baseline", "restricted"]
+Cidr = Annotated[str, Field(pattern=r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$")]
+# cert-manager's HTTP-01 solver pods: their label and port (cert-manager's acmesolver defaults).
+ACME_SOLVER_LABEL = "acme.cert-manager.io/http01-solver"
+ACME_SOLVER_PORT = 8089
 
 
 class QuotaSettings(Settings):
@@ -39,11 +44,6 @@ class NamespaceSettings(Settings):
     limits: LimitRangeSettings = LimitRangeSettings()
 
 
-class DnsSettings(Settings):
-    namespace: DnsLabel = "kube-system"
-    pod_labels: dict[str, str] = {"k8s-app": "kube-dns"}
-
-
 class AppTraffic(Settings):
     """Pod-to-pod traffic allowed inside the app namespace, e.g. frontend -> backend:8080."""
 
@@ -56,13 +56,20 @@ class EgressRule(Settings):
     """Egress from app pods to an address range outside the cluster, e.g. the database."""
 
     name: DnsLabel
-    cidr: str = Field(pattern=r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$")
+    cidr: Cidr
     ports: list[Port] = Field(min_length=1)
     apps: list[str] = Field(default_factory=list, description="Apps allowed; empty means every app.")
 
 
 class NetworkSettings(Settings):
     dns: DnsSettings = DnsSettings()
+    control_plane_cidrs: list[Cidr] = Field(
+        default=["0.0.0.0/0"],
+        min_length=1,
+        description="Where the Kubernetes API server connects from and listens: add-on controllers may reach it "
+        "on 443/6443, and it may call their webhooks. Narrow it to the control plane's range where the cloud "
+        "publishes one (GKE masterIpv4CidrBlock, the EKS VPC, the AKS API server subnet).",
+    )
     app_traffic: list[AppTraffic] = []
     egress: list[EgressRule] = []
 
@@ -84,14 +91,7 @@ class NamespaceBaselineArgs:
     exposed: list[ExposedApp] = field(default_factory=list)
     app_traffic: list[AppTraffic] = field(default_factory=list)
     egress: list[EgressRule] = field(default_factory=list)
-
-
-def _port(port: int, protocol: str = "TCP") -> dict:
-    return {"port": port, "protocol": protocol}
-
-
-def _in_namespace(namespace: str) -> dict:
-    return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
+    acme_http01: bool = False  # cert-manager solves HTTP-01 challenges for this namespace's hosts
 
 
 class NamespaceBaseline(pulumi.ComponentResource):
@@ -176,53 +176,35 @@ class NamespaceBaseline(pulumi.ComponentResource):
 
     def _network_policies(self) -> None:
         args = self._args
-        # Deny all traffic in both directions; each rule below opens one path on purpose.
-        self._policy("default-deny", {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]})
-        dns_peer = {
-            **_in_namespace(args.dns.namespace),
-            "podSelector": {"matchLabels": dict(args.dns.pod_labels)},
-        }
-        self._policy(
-            "allow-dns",
-            {
-                "podSelector": {},
-                "policyTypes": ["Egress"],
-                "egress": [{"to": [dns_peer], "ports": [_port(53, "UDP"), _port(53, "TCP")]}],
-            },
-        )
+        self._policy("default-deny", default_deny())
+        self._policy("allow-dns", dns_egress(args.dns))
         if args.ingress_namespace:
             for exposed in args.exposed:
                 self._policy(
                     f"allow-ingress-to-{exposed.app}",
-                    {
-                        "podSelector": {"matchLabels": app_selector(exposed.app)},
-                        "policyTypes": ["Ingress"],
-                        "ingress": [{"from": [_in_namespace(args.ingress_namespace)], "ports": [_port(exposed.port)]}],
-                    },
+                    ingress_from([in_namespace(args.ingress_namespace)], [exposed.port], {"matchLabels": app_selector(exposed.app)}),
+                )
+            if args.acme_http01:
+                # cert-manager answers HTTP-01 challenges from solver pods it starts in this namespace;
+                # the ingress controller (or gateway) must reach them or no certificate is ever issued.
+                self._policy(
+                    "allow-ingress-to-acme-solvers",
+                    ingress_from(
+                        [in_namespace(args.ingress_namespace)],
+                        [ACME_SOLVER_PORT],
+                        {"matchLabels": {ACME_SOLVER_LABEL: "true"}},
+                    ),
                 )
         for rule in args.app_traffic:
-            source = {"podSelector": {"matchLabels": app_selector(rule.source)}}
-            target = {"podSelector": {"matchLabels": app_selector(rule.to)}}
+            source = {"matchLabels": app_selector(rule.source)}
+            target = {"matchLabels": app_selector(rule.to)}
             name = f"allow-{rule.source}-to-{rule.to}"
-            self._policy(
-                f"{name}-ingress",
-                {**target, "policyTypes": ["Ingress"], "ingress": [{"from": [source], "ports": [_port(rule.port)]}]},
-            )
-            self._policy(
-                f"{name}-egress",
-                {**source, "policyTypes": ["Egress"], "egress": [{"to": [target], "ports": [_port(rule.port)]}]},
-            )
+            self._policy(f"{name}-ingress", ingress_from([{"podSelector": source}], [rule.port], target))
+            self._policy(f"{name}-egress", egress_to([{"podSelector": target}], [rule.port], source))
         for rule in args.egress:
             selector = (
                 {"matchExpressions": [{"key": "app.kubernetes.io/name", "operator": "In", "values": list(rule.apps)}]}
                 if rule.apps
                 else {}
             )
-            self._policy(
-                f"allow-egress-{rule.name}",
-                {
-                    "podSelector": selector,
-                    "policyTypes": ["Egress"],
-                    "egress": [{"to": [{"ipBlock": {"cidr": rule.cidr}}], "ports": [_port(p) for p in rule.ports]}],
-                },
-            )
+            self._policy(f"allow-egress-{rule.name}", egress_to(ip_blocks([rule.cidr]), rule.ports, selector))

@@ -13,7 +13,8 @@ import pulumi  # noqa: E402
 
 from components.addons.cert_manager import CertManager, CertManagerArgs  # noqa: E402
 from components.addons.external_secrets import ExternalSecrets, ExternalSecretsArgs  # noqa: E402
-from components.addons.ingress import Listener, ingress_controller  # noqa: E402
+from components.addons.helm_addon import ClusterNetwork  # noqa: E402
+from components.addons.ingress import IngressArgs, Listener, acme_http01_solver, ingress_controller  # noqa: E402
 from components.addons.metrics_server import metrics_server  # noqa: E402
 from components.app import AppDeployment, AppDeploymentArgs  # noqa: E402
 from components.cluster.base import IdentityPermissions  # noqa: E402
@@ -36,6 +37,7 @@ app_network = dict(
     exposed=[ExposedApp(name, app.port) for name, app in public_apps.items()],
     app_traffic=cfg.network.app_traffic,
     egress=cfg.network.egress,
+    acme_http01=addons.cert_manager.enabled and addons.cert_manager.solver == "http01",
 )
 namespaces = {
     name: NamespaceBaseline(
@@ -50,14 +52,9 @@ after_namespace = pulumi.ResourceOptions.merge(
 )
 NamespaceAccess("access", NamespaceAccessArgs(namespace=cfg.app_namespace, settings=cfg.rbac), after_namespace)
 
-# --- add-ons -----------------------------------------------------------------------------------
-ingress = ingress_controller(
-    cfg.ingress,
-    addons.ingress_nginx,
-    addons.envoy_gateway,
-    [Listener(cfg.app_namespace, app.host, f"{name}-tls") for name, app in public_apps.items()],
-    after_namespace,
-)
+# --- add-ons: cert-manager first, it issues the ingress controllers' own certificates -------------
+network = ClusterNetwork(dns=cfg.network.dns, control_plane_cidrs=tuple(cfg.network.control_plane_cidrs))
+listeners = [Listener(cfg.app_namespace, app.host, f"{name}-tls") for name, app in public_apps.items()]
 identities = {}  # in-cluster workloads' cloud identities
 cert_manager = None
 if addons.cert_manager.enabled:
@@ -70,12 +67,29 @@ if addons.cert_manager.enabled:
         "cert-manager",
         CertManagerArgs(
             addons.cert_manager,
-            ingress_class=ingress.class_name,
-            dns01_solver=dns_zone.acme_dns01_solver(identities["cert-manager"]) if dns01 else None,
+            network,
+            solver=dns_zone.acme_dns01_solver(identities["cert-manager"]) if dns01 else acme_http01_solver(
+                cfg.ingress, addons.ingress_nginx, listeners
+            ),
+            gateway_api=cfg.ingress.controller == "gateway",
             identity=identities.get("cert-manager"),
         ),
         in_cluster,
     )
+ingress = ingress_controller(
+    addons.ingress_nginx,
+    addons.envoy_gateway,
+    IngressArgs(
+        settings=cfg.ingress,
+        network=network,
+        cloud=cfg.cloud,
+        app_namespace=cfg.app_namespace,
+        app_ports=tuple(app.port for app in public_apps.values()),
+        listeners=listeners,
+        cert_manager=cert_manager is not None,
+    ),
+    pulumi.ResourceOptions.merge(after_namespace, pulumi.ResourceOptions(depends_on=[cert_manager] if cert_manager else [])),
+)
 secrets = None
 if addons.external_secrets.enabled:
     secret_keys = sorted({ref.key for app in cfg.apps.values() for ref in app.secret_refs().values()})
@@ -88,11 +102,12 @@ if addons.external_secrets.enabled:
             addons.external_secrets,
             store_provider=cluster.secret_store_provider(identities["external-secrets"]),
             identity=identities["external-secrets"],
+            network=network,
         ),
         in_cluster,
     )
-if addons.metrics_server.enabled:
-    metrics_server(addons.metrics_server, in_cluster)
+if addons.metrics_server.installed_on(cfg.cloud):
+    metrics_server(addons.metrics_server, network, in_cluster)
 
 # --- apps ----------------------------------------------------------------------------------------
 apps = {
@@ -105,6 +120,7 @@ apps = {
             ingress=ingress,
             certificate_issuer=addons.cert_manager.issuer if cert_manager else None,
             secret_store=secrets.store_name if secrets else None,
+            secret_refresh_interval=addons.external_secrets.refresh_interval,
         ),
         pulumi.ResourceOptions.merge(
             after_namespace, pulumi.ResourceOptions(depends_on=[c for c in (cert_manager, secrets) if c])

@@ -16,8 +16,9 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from components.addons.cert_manager import CertManagerSettings
 from components.addons.external_secrets import ExternalSecretsSettings
+from components.addons.helm_addon import AddonSettings, chart_source_problems
 from components.addons.ingress import EnvoyGatewaySettings, IngressNginxSettings, IngressSettings
-from components.addons.metrics_server import MetricsServerSettings
+from components.addons.metrics_server import CLOUDS_WITH_METRICS_SERVER, MetricsServerSettings
 from components.app import AppSettings
 from components.cluster.aks import AksSettings
 from components.cluster.eks import EksSettings
@@ -110,6 +111,7 @@ class PlatformConfig(Settings):
                 hosts[app.host] = name
         if self.addons.cert_manager.enabled and self.addons.cert_manager.solver == "dns01" and self.cloud == "existing":
             problems.append("addons.cert-manager.solver: dns01 needs a cloud cluster (gke, eks or aks) for DNS access")
+        problems += self._addon_problems()
         if self.cloud == "existing":
             problems += self._existing_cluster_problems()
         else:
@@ -117,6 +119,38 @@ class PlatformConfig(Settings):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def installed_addons(self) -> dict[str, AddonSettings]:
+        """The add-ons this stack installs, by config key: the chosen ingress controller's, and the enabled others."""
+        a = self.addons
+        chosen = {"ingress-nginx": self.ingress.controller == "nginx", "envoy-gateway": self.ingress.controller == "gateway"}
+        candidates = {
+            "cert-manager": a.cert_manager.enabled,
+            "ingress-nginx": chosen["ingress-nginx"] and a.ingress_nginx.enabled,
+            "envoy-gateway": chosen["envoy-gateway"] and a.envoy_gateway.enabled,
+            "external-secrets": a.external_secrets.enabled,
+            "metrics-server": a.metrics_server.installed_on(self.cloud),
+        }
+        return {key: getattr(a, key.replace("-", "_")) for key, on in candidates.items() if on}
+
+    def _addon_problems(self) -> list[str]:
+        a, problems = self.addons, []
+        if self.ingress.controller == "gateway":
+            if not a.envoy_gateway.enabled:
+                problems.append("addons.envoy-gateway.enabled: ingress.controller gateway needs Envoy Gateway to serve its Gateways")
+            if not a.cert_manager.enabled:
+                problems.append(
+                    "addons.cert-manager.enabled: ingress.controller gateway needs cert-manager "
+                    "(it issues Envoy Gateway's control-plane certificates)"
+                )
+        if a.metrics_server.enabled and self.cloud in CLOUDS_WITH_METRICS_SERVER:
+            problems.append(
+                f"addons.metrics-server.enabled: {self.cloud} runs its own metrics-server; a second one collides "
+                "with it (APIService v1beta1.metrics.k8s.io): leave the key unset"
+            )
+        for key, settings in self.installed_addons().items():
+            problems += chart_source_problems(f"addons.{key}", settings)
+        return problems
 
     def _existing_cluster_problems(self) -> list[str]:
         problems = []

@@ -8,8 +8,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pydantic import Field
 
+from components.addons.helm_addon import AddonSettings, AddonTraffic, ClusterNetwork, HelmAddon, HelmAddonArgs
+from components.addons.spread import highly_available
 from components.cluster.base import WorkloadIdentity
-from components.addons.helm_addon import AddonSettings, HelmAddon, HelmAddonArgs
 from components.meta import platform_labels
 
 ACME_SERVERS = {
@@ -17,12 +18,13 @@ ACME_SERVERS = {
     "letsencrypt-production": "https://acme-v02.api.letsencrypt.org/directory",
 }
 IssuerName = Literal["letsencrypt-staging", "letsencrypt-production"]
+WEBHOOK_PORT = 10250  # the chart's webhook.securePort
 
 
 class CertManagerSettings(AddonSettings):
     chart: str = "cert-manager"
     repository: str = "https://charts.jetstack.io"
-    version: str = "v1.19.1"
+    version: str = "v1.21.1"
     namespace: str = "cert-manager"
     email: str = Field(default="ops@clpr.tv", pattern=r"^[^@\s]+@[^@\s]+$", description="ACME account e-mail.")
     issuer: IssuerName = Field(default="letsencrypt-production", description="Issuer app certificates use.")
@@ -32,11 +34,40 @@ class CertManagerSettings(AddonSettings):
 @dataclass
 class CertManagerArgs:
     settings: CertManagerSettings
-    ingress_class: str
-    # DNS-01 only: the solver block for the stack's cloud zone, and the cloud identity cert-manager
-    # answers challenges as (on its ServiceAccount and pods). None for HTTP-01.
-    dns01_solver: Optional[dict] = None
+    network: ClusterNetwork
+    # The ACME solver block: HTTP-01 through the stack's ingress controller, or DNS-01 through the
+    # cloud zone (then `identity` is the cloud identity cert-manager answers challenges as).
+    solver: dict
+    gateway_api: bool = False  # HTTP-01 through Gateway API HTTPRoutes
     identity: Optional[WorkloadIdentity] = None
+
+
+def chart_values(args: CertManagerArgs) -> dict:
+    identity = args.identity or WorkloadIdentity(namespace=args.settings.namespace, service_account="cert-manager")
+    values = {
+        "crds": {"enabled": True, "keep": True},
+        "serviceAccount": {"name": identity.service_account, "annotations": identity.service_account_annotations},
+        "podLabels": identity.pod_labels,
+        # Challenge propagation checks go through the cluster DNS (which the namespace may reach),
+        # not straight to the zone's authoritative servers on port 53.
+        "dns01RecursiveNameserversOnly": True,
+        "config": {
+            "apiVersion": "controller.config.cert-manager.io/v1alpha1",
+            "kind": "ControllerConfiguration",
+            "enableGatewayAPI": args.gateway_api,
+        },
+        # Two replicas of each part, spread over nodes and zones, and a PDB that lets one go at a time:
+        # with the chart's single replica, its PDB (minAvailable 1) would block every node drain.
+        **highly_available(_pods("controller"), replica_key="replicaCount"),
+    }
+    for part in ("webhook", "cainjector"):
+        values[part] = highly_available(_pods(part), replica_key="replicaCount")
+    return values
+
+
+def _pods(component: str) -> dict[str, str]:
+    # The labels the chart's templates put on each part's pods (release name = add-on name).
+    return {"app.kubernetes.io/instance": "cert-manager", "app.kubernetes.io/component": component}
 
 
 class CertManager(pulumi.ComponentResource):
@@ -46,22 +77,19 @@ class CertManager(pulumi.ComponentResource):
     def __init__(self, name: str, args: CertManagerArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("clipper:addons:CertManager", name, None, opts)
         s = args.settings
-        if s.solver == "dns01" and args.dns01_solver is None:
-            raise ValueError("cert-manager solver dns01 needs a DNS zone and a cloud identity for the cluster")
-        identity = args.identity or WorkloadIdentity(namespace=s.namespace, service_account="cert-manager")
-        values = {
-            "crds": {"enabled": True, "keep": True},
-            "serviceAccount": {"name": identity.service_account, "annotations": identity.service_account_annotations},
-            "podLabels": identity.pod_labels,
-            "podDisruptionBudget": {"enabled": True},
-        }
-        self.addon = HelmAddon(name, HelmAddonArgs(settings=s, values=values), pulumi.ResourceOptions(parent=self))
-        solver = (
-            args.dns01_solver
-            if s.solver == "dns01"
-            else {"http01": {"ingress": {"ingressClassName": args.ingress_class}}}
+        if s.solver == "dns01" and args.identity is None:
+            raise ValueError("cert-manager solver dns01 needs a cloud identity for the cluster")
+        traffic = AddonTraffic(
+            webhook_ports=(WEBHOOK_PORT,),
+            # ACME and cloud DNS APIs on 443; the HTTP-01 self-check fetches the challenge on port 80.
+            internet_ports=(443, 80),
         )
-        # The release waits for CRDs and the webhook, so issuers are only sent to a ready cert-manager.
+        self.addon = HelmAddon(
+            name,
+            HelmAddonArgs(settings=s, network=args.network, traffic=traffic, values=chart_values(args)),
+            pulumi.ResourceOptions(parent=self),
+        )
+        # The chart's objects are awaited (CRDs established, webhook Ready) before issuers are sent.
         self.issuers = {
             issuer: k8s.apiextensions.CustomResource(
                 issuer,
@@ -73,10 +101,10 @@ class CertManager(pulumi.ComponentResource):
                         "server": server,
                         "email": s.email,
                         "privateKeySecretRef": {"name": f"{issuer}-account-key"},
-                        "solvers": [solver],
+                        "solvers": [args.solver],
                     }
                 },
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.addon.release]),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.addon.chart]),
             )
             for issuer, server in ACME_SERVERS.items()
         }

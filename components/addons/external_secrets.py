@@ -10,18 +10,23 @@ import pulumi_kubernetes as k8s
 from pydantic import Field
 
 from components.cluster.base import WorkloadIdentity
-from components.addons.helm_addon import AddonSettings, HelmAddon, HelmAddonArgs
+from components.addons.helm_addon import AddonSettings, AddonTraffic, ClusterNetwork, HelmAddon, HelmAddonArgs
+from components.addons.spread import highly_available
 from components.meta import platform_labels
 from components.settings import DnsLabel
+
+WEBHOOK_PORT = 10250  # the chart's webhook.port
 
 
 class ExternalSecretsSettings(AddonSettings):
     chart: str = "external-secrets"
     repository: str = "https://charts.external-secrets.io"
-    version: str = "0.20.4"
+    version: str = "2.9.0"
     namespace: str = "external-secrets"
     store_name: DnsLabel = Field(default="cloud-secrets", description="Name of the ClusterSecretStore.")
-    refresh_interval: str = Field(default="1h", pattern=r"^\d+[smh]$", description="How often secrets sync.")
+    refresh_interval: str = Field(
+        default="1h", pattern=r"^\d+[smh]$", description="How often apps' ExternalSecrets re-read the secret manager."
+    )
 
 
 @dataclass
@@ -31,12 +36,14 @@ class ExternalSecretsArgs:
     # identity of the operator's ServiceAccount (from `Cluster.identity_for`).
     store_provider: pulumi.Input[dict]
     identity: WorkloadIdentity
+    network: ClusterNetwork
 
 
 class ExternalSecrets(pulumi.ComponentResource):
     addon: HelmAddon
     store: k8s.apiextensions.CustomResource
     store_name: str
+    refresh_interval: str
 
     def __init__(self, name: str, args: ExternalSecretsArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("clipper:addons:ExternalSecrets", name, None, opts)
@@ -45,15 +52,25 @@ class ExternalSecrets(pulumi.ComponentResource):
             "installCRDs": True,
             "serviceAccount": {"name": args.identity.service_account, "annotations": args.identity.service_account_annotations},
             "podLabels": args.identity.pod_labels,
+            **highly_available({"app.kubernetes.io/name": "external-secrets", "app.kubernetes.io/instance": name}, "replicaCount"),
+            "webhook": highly_available(
+                {"app.kubernetes.io/name": "external-secrets-webhook", "app.kubernetes.io/instance": name}, "replicaCount"
+            ),
         }
-        self.addon = HelmAddon(name, HelmAddonArgs(settings=s, values=values), pulumi.ResourceOptions(parent=self))
-        self.store_name = s.store_name
+        # The webhook validates stores and ExternalSecrets; secrets come from the cloud API on 443.
+        traffic = AddonTraffic(webhook_ports=(WEBHOOK_PORT,))
+        self.addon = HelmAddon(
+            name,
+            HelmAddonArgs(settings=s, network=args.network, traffic=traffic, values=values),
+            pulumi.ResourceOptions(parent=self),
+        )
+        self.store_name, self.refresh_interval = s.store_name, s.refresh_interval
         self.store = k8s.apiextensions.CustomResource(
             s.store_name,
             api_version="external-secrets.io/v1",
             kind="ClusterSecretStore",
             metadata={"name": s.store_name, "labels": platform_labels("secrets")},
             spec={"provider": args.store_provider, "refreshInterval": 300},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.addon.release]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.addon.chart]),
         )
         self.register_outputs({"storeName": s.store_name})

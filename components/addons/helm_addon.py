@@ -1,31 +1,46 @@
-"""HelmAddon: one upstream chart at a pinned version in its own namespace.
+"""HelmAddon: one upstream chart at a pinned version, in its own namespace behind default-deny.
 
-Every add-on (ingress controller, cert-manager, External Secrets, metrics-server) is a
-HelmAddon plus whatever the add-on adds on top; the chart's contents are upstream's business.
+Every add-on (ingress controller, cert-manager, External Secrets, metrics-server) is a HelmAddon
+plus whatever the add-on adds on top. The chart is a `helm.v4.Chart`: Pulumi renders it and
+manages each object itself, so previews diff per object, render mode writes them, and the policy
+pack sees them (docs/addons.md has the measured trade-off against `helm.v3.Release`).
 """
 from __future__ import annotations
 
+import os
+import tarfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
+import yaml
 from pydantic import Field
 
 from components.meta import platform_labels
 from components.namespace import PodSecurityLevel
+from components.network_policy import (
+    DnsSettings,
+    default_deny,
+    dns_egress,
+    egress_to,
+    in_namespace,
+    ingress_from,
+    ip_blocks,
+)
 from components.settings import DnsLabel, Settings, deep_merge
 
-# Namespaces the cluster already has: never declared (and so never deleted) by an add-on.
+# A folder of charts laid out as `<chart>-<version>/` (or `<chart>-<version>.tgz`): an air-gapped
+# mirror, or the test data. When set, every add-on installs from it instead of its repository.
+CHARTS_DIR_ENV = "CLIPPER_CHARTS_DIR"
+# Namespaces the cluster already has: never declared (and so never deleted) by an add-on, and
+# left without our policies (default-deny there would cut off the cluster's own components).
 SYSTEM_NAMESPACES = frozenset({"kube-system", "default"})
-# Add-on namespaces hold controllers and webhooks the API server must reach, sized by their
-# charts: our default-deny and quota baseline is waived there, visibly, with the reasons.
-ADDON_NAMESPACE_WAIVERS = {
-    "waiver.policy.clipper.dev/namespace-default-deny-network-policy": (
-        "add-on controllers and webhooks must be reachable from the API server; the chart manages their traffic"
-    ),
-    "waiver.policy.clipper.dev/namespace-resource-quota": "add-on workloads are sized by the chart's own values",
-}
+ANYWHERE = "0.0.0.0/0"
+API_SERVER_PORTS = (443, 6443)  # managed control planes listen on 443; self-managed ones on 6443
+# Add-on workloads are sized by their charts' own values: no quota in their namespaces.
+ADDON_NAMESPACE_WAIVERS = {"waiver.policy.clipper.dev/namespace-resource-quota": "add-on workloads are sized by the chart's values"}
 
 
 class AddonSettings(Settings):
@@ -34,59 +49,158 @@ class AddonSettings(Settings):
     enabled: bool = True
     chart: str
     repository: str = Field(description="Helm repository URL (https:// or oci://).")
-    version: str = Field(min_length=1, description="Chart version, pinned.")
+    version: str = Field(min_length=1, description="Chart version, pinned (upstream spelling, e.g. v1.21.1 or 2.9.0).")
+    chart_path: Optional[str] = Field(
+        default=None,
+        description="Local chart directory or .tgz to install instead of `repository` (air-gapped clusters); "
+        f"relative to the project root. Without it, `${CHARTS_DIR_ENV}/<chart>-<version>` is used when that "
+        "variable is set.",
+    )
     namespace: DnsLabel
     pod_security: PodSecurityLevel = "restricted"
     values: dict[str, Any] = Field(default_factory=dict, description="Chart values, merged over ours.")
     promotable: bool = Field(default=False, description="`ops promote` copies this add-on's chart version.")
-    timeout_seconds: int = Field(default=600, ge=60)
+
+    def local_chart(self) -> Optional[Path]:
+        """Where the chart is read from on disk, or None when it comes from `repository`."""
+        if self.chart_path:
+            return Path(self.chart_path).resolve()
+        mirror = os.environ.get(CHARTS_DIR_ENV)
+        if not mirror:
+            return None
+        directory = Path(mirror).resolve() / f"{self.chart}-{self.version}"
+        archive = directory.with_name(directory.name + ".tgz")
+        return archive if archive.is_file() and not directory.exists() else directory
+
+
+def chart_file(chart: Path, name: str) -> Optional[str]:
+    """The text of a top-level file of a chart directory or .tgz archive, None when absent."""
+    if chart.is_dir():
+        path = chart / name
+        return path.read_text() if path.is_file() else None
+    with tarfile.open(chart) as archive:
+        member = next((m for m in archive.getmembers() if m.name.count("/") == 1 and m.name.endswith("/" + name)), None)
+        return archive.extractfile(member).read().decode() if member else None
+
+
+def chart_source_problems(key: str, settings: AddonSettings) -> list[str]:
+    """Why the add-on's local chart cannot be installed as pinned (empty when it can, or is remote)."""
+    chart = settings.local_chart()
+    if chart is None:
+        return []
+    where = f"{key}.chartPath" if settings.chart_path else f"{key}.version (looked up in ${CHARTS_DIR_ENV})"
+    if not chart.exists():
+        return [f"{where}: no chart at {chart}"]
+    try:
+        meta = yaml.safe_load(chart_file(chart, "Chart.yaml") or "") or {}
+    except (OSError, tarfile.TarError, yaml.YAMLError) as error:
+        return [f"{where}: cannot read Chart.yaml in {chart}: {error}"]
+    problems = []
+    if meta.get("name") != settings.chart:
+        problems.append(f"{where}: {chart} holds chart {meta.get('name')!r}, not {settings.chart!r}")
+    if str(meta.get("version")) != settings.version:
+        problems.append(f"{key}.version: pinned {settings.version} but {chart} is version {meta.get('version')}")
+    return problems
+
+
+@dataclass(frozen=True)
+class ClusterNetwork:
+    """What add-on policies need to know about the cluster around them."""
+
+    dns: DnsSettings
+    # Where the API server connects from (webhooks) and listens (controllers' watches). Clouds
+    # don't give the control plane a pod label, so it is addressed by CIDR.
+    control_plane_cidrs: tuple[str, ...] = (ANYWHERE,)
+
+
+@dataclass(frozen=True)
+class AddonTraffic:
+    """What an add-on's pods must send and receive; the namespace denies everything else."""
+
+    webhook_ports: tuple[int, ...] = ()  # served to the API server (admission, aggregated APIs)
+    public_ports: tuple[int, ...] = ()  # served to anyone (load-balanced proxies)
+    internet_ports: tuple[int, ...] = (443,)  # egress to ACME, cloud APIs, kubelets...
+    to_namespaces: dict[str, tuple[int, ...]] = field(default_factory=dict)  # e.g. a proxy to the app namespace
+    within_namespace: bool = False  # e.g. Envoy proxies and their controller
 
 
 @dataclass
 class HelmAddonArgs:
     settings: AddonSettings
+    network: ClusterNetwork
+    traffic: AddonTraffic = AddonTraffic()
     values: dict[str, Any] = field(default_factory=dict)  # the component's defaults; config values win
 
 
 class HelmAddon(pulumi.ComponentResource):
-    release: k8s.helm.v3.Release
+    chart: k8s.helm.v4.Chart
     namespace: str
 
     def __init__(self, name: str, args: HelmAddonArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("clipper:addons:HelmAddon", name, None, opts)
         s = args.settings
         self.namespace = s.namespace
-        oci = s.repository.startswith("oci://")
-        depends_on: list[pulumi.Resource] = []
+        guard_rails: list[pulumi.Resource] = []
         if s.namespace not in SYSTEM_NAMESPACES:
-            depends_on.append(
-                k8s.core.v1.Namespace(
-                    f"{name}-namespace",
-                    metadata={
-                        "name": s.namespace,
-                        "labels": {
-                            **platform_labels("addon", name),
-                            **{f"pod-security.kubernetes.io/{m}": s.pod_security for m in ("enforce", "audit", "warn")},
-                        },
-                        "annotations": ADDON_NAMESPACE_WAIVERS,
+            namespace = k8s.core.v1.Namespace(
+                f"{name}-namespace",
+                metadata={
+                    "name": s.namespace,
+                    "labels": {
+                        **platform_labels("addon", name),
+                        **{f"pod-security.kubernetes.io/{m}": s.pod_security for m in ("enforce", "audit", "warn")},
                     },
-                    opts=pulumi.ResourceOptions(parent=self),
-                )
+                    "annotations": ADDON_NAMESPACE_WAIVERS,
+                },
+                opts=pulumi.ResourceOptions(parent=self),
             )
-        self.release = k8s.helm.v3.Release(
+            guard_rails = [namespace, *self._network_policies(name, args, namespace)]
+        local = s.local_chart()
+        oci = s.repository.startswith("oci://")
+        self.chart = k8s.helm.v4.Chart(
             name,
-            name=name,
-            # OCI charts are addressed by URL; classic repositories by name plus repo URL.
-            chart=f"{s.repository.rstrip('/')}/{s.chart}" if oci else s.chart,
-            version=s.version,
-            repository_opts=None if oci else {"repo": s.repository},
+            name=name,  # the release name: charts derive object names and pod labels from it
+            # A local chart is the version it holds (config validation checked it is the pinned one).
+            chart=str(local) if local else (f"{s.repository.rstrip('/')}/{s.chart}" if oci else s.chart),
+            version=None if local else s.version,
+            repository_opts=None if local or oci else {"repo": s.repository},
             namespace=s.namespace,
             values=deep_merge(args.values, s.values),
-            # Wait for every object (CRDs, webhooks, Jobs) so dependants start on a working add-on.
-            wait_for_jobs=True,
-            atomic=True,
-            cleanup_on_fail=True,
-            timeout=s.timeout_seconds,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+            # No pod of the chart runs before its namespace's default-deny and allowances exist.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=guard_rails),
         )
         self.register_outputs({"namespace": s.namespace, "version": s.version})
+
+    def _network_policies(self, name: str, args: HelmAddonArgs, namespace: pulumi.Resource) -> list[pulumi.Resource]:
+        t, net = args.traffic, args.network
+        control_plane = ip_blocks(net.control_plane_cidrs)
+        specs = {
+            "default-deny": default_deny(),
+            "allow-dns": dns_egress(net.dns),
+            "allow-api-server": egress_to(control_plane, API_SERVER_PORTS),
+        }
+        if t.webhook_ports:
+            specs["allow-webhooks-from-api-server"] = ingress_from(control_plane, t.webhook_ports)
+        if t.public_ports:
+            specs["allow-public-ingress"] = ingress_from([], t.public_ports)
+        if t.internet_ports:
+            specs["allow-internet-egress"] = egress_to(ip_blocks([ANYWHERE]), t.internet_ports)
+        for target, ports in sorted(t.to_namespaces.items()):
+            specs[f"allow-egress-to-{target}"] = egress_to([in_namespace(target)], ports)
+        if t.within_namespace:
+            same = [{"podSelector": {}}]
+            specs["allow-within-namespace"] = {
+                "podSelector": {},
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": [{"from": same}],
+                "egress": [{"to": same}],
+            }
+        return [
+            k8s.networking.v1.NetworkPolicy(
+                f"{name}-{policy}",
+                metadata={"name": policy, "namespace": self.namespace, "labels": platform_labels("network-policy", name)},
+                spec=spec,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace]),
+            )
+            for policy, spec in specs.items()
+        ]

@@ -81,7 +81,7 @@ def platform(deployment_props):
         record(kube.POD_DISRUPTION_BUDGET, {"metadata": meta("backend"), "spec": {
             "minAvailable": 1, "selector": {"matchLabels": {"app": "backend"}}}}, "backend-pdb"),
         # Chart contents are the chart's business; the Release itself has no rule.
-        record("kubernetes:helm.sh/v3:Release", {"chart": "ingress-nginx", "values": {}}, "ingress-nginx"),
+        record("kubernetes:helm.sh/v4:Chart", {"chart": "ingress-nginx", "values": {}}, "ingress-nginx"),
     ]
 
 

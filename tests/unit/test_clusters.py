@@ -172,7 +172,7 @@ def test_external_secrets_authenticates_as_a_cloud_identity_scoped_to_the_apps_s
     provider_key, annotation = EXPECTED_STORES[cloud]
     store = sim.one("ClusterSecretStore", "cloud-secrets").inputs["spec"]["provider"]
     assert set(store) == {provider_key}
-    release = next(r for r in sim.of_type("kubernetes:helm.sh/v3:Release") if r.name == "external-secrets")
+    release = next(r for r in sim.of_type("kubernetes:helm.sh/v4:Chart") if r.name == "external-secrets")
     annotations = release.inputs["values"]["serviceAccount"]["annotations"]
     assert set(annotations) == {annotation}
     secrets = {"clipper-production-database-url", "clipper-production-jwt-signing-key"}
@@ -205,9 +205,12 @@ def test_external_secrets_authenticates_as_a_cloud_identity_scoped_to_the_apps_s
 
 
 def _in_cluster_layer(sim) -> list[dict]:
-    """Kubernetes manifests with the store's cloud-specific provider block left out."""
+    """Kubernetes manifests with the store's cloud-specific provider block left out, and without
+    metrics-server's namespace (installed only on EKS: GKE and AKS run their own)."""
     manifests = []
     for manifest in sim.manifests():
+        if "metrics-server" in (manifest["metadata"].get("name"), manifest["metadata"].get("namespace")):
+            continue
         if manifest["kind"] == "ClusterSecretStore":
             manifest = {**manifest, "spec": {k: v for k, v in manifest["spec"].items() if k != "provider"}}
         manifests.append(manifest)
@@ -216,6 +219,10 @@ def _in_cluster_layer(sim) -> list[dict]:
 
 def test_switching_cloud_changes_only_the_secret_store_in_the_cluster(runs):
     layers = {cloud: _in_cluster_layer(sim) for cloud, sim in runs.items()}
+    installs_metrics_server = {
+        cloud: any(r.name == "metrics-server" for r in sim.of_type("kubernetes:helm.sh/v4:Chart")) for cloud, sim in runs.items()
+    }
+    assert installs_metrics_server == {"gke": False, "eks": True, "aks": False}
     assert layers["gke"] == layers["eks"] == layers["aks"]
     assert len(layers["gke"]) > 30
 
@@ -262,7 +269,7 @@ def test_cert_manager_dns01_uses_its_own_workload_identity_on_the_zone(variants,
     [solver] = sim.one("ClusterIssuer", "letsencrypt-production").inputs["spec"]["acme"]["solvers"]
     assert set(solver["dns01"]) == {solver_key}
     assert solver["selector"] == {"dnsZones": ["clpr.tv"]}
-    release = next(r for r in sim.of_type("kubernetes:helm.sh/v3:Release") if r.name == "cert-manager")
+    release = next(r for r in sim.of_type("kubernetes:helm.sh/v4:Chart") if r.name == "cert-manager")
     assert set(release.inputs["values"]["serviceAccount"]["annotations"]) == {EXPECTED_STORES[cloud][1]}
     assert [g for g in sim.of_type(grant_type) if g.name.startswith("cluster-cert-manager-cert-manager")]
 

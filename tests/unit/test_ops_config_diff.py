@@ -73,16 +73,16 @@ def test_apps_in_one_stack_only_are_noted_not_promoted(updates):
 
 def test_only_add_ons_marked_promotable_in_the_source_are_copied(updates):
     def bump(addons):
-        addons["cert-manager"].update(promotable=True, version="v1.20.0")
+        addons["cert-manager"].update(promotable=True, version="v1.22.0")
         addons["metrics-server"].update(version="3.14.0")  # not promotable
 
     staging = with_setting(updates[2].config, "clipper:addons", bump)
     production = updates[2].config  # same images: only the add-on changes
     plan = plan_promotion("a", staging, "b", production)
-    assert [(a.addon, a.target_version, a.source_version) for a in plan.addons] == [("cert-manager", "v1.19.1", "v1.20.0")]
-    assert plan.change_summary() == "cert-manager v1.19.1 -> v1.20.0"
+    assert [(a.addon, a.target_version, a.source_version) for a in plan.addons] == [("cert-manager", "v1.21.1", "v1.22.0")]
+    assert plan.change_summary() == "cert-manager v1.21.1 -> v1.22.0"
     addons = plan.updated_target_config(production)["clipper:addons"].value
-    assert addons["cert-manager"] == {"enabled": False, "version": "v1.20.0"}
+    assert addons["cert-manager"] == {"enabled": False, "version": "v1.22.0"}
     assert "version" not in addons["metrics-server"]
 
 

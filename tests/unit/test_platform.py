@@ -154,7 +154,7 @@ def test_deployer_may_read_secrets_only_when_configured():
 
 
 def test_cluster_issuers_wait_for_cert_manager(production):
-    release = production.one("kubernetes:helm.sh/v3:Release", "cert-manager")
+    release = production.one("kubernetes:helm.sh/v4:Chart", "cert-manager")
     assert release.inputs["version"] == stack_config("production")["addons"]["cert-manager"]["version"]
     issuers = production.of_type("ClusterIssuer")
     assert {_meta(i)["name"] for i in issuers} == {"letsencrypt-staging", "letsencrypt-production"}
@@ -167,7 +167,6 @@ def test_cluster_issuers_wait_for_cert_manager(production):
     "addon,kinds",
     [
         ("cert-manager", ["clipper:addons:CertManager", "ClusterIssuer", "Certificate"]),
-        ("metrics-server", []),
         # Ingress objects stay: they serve a controller the cluster already runs.
         ("ingress-nginx", []),
     ],
@@ -175,8 +174,8 @@ def test_cluster_issuers_wait_for_cert_manager(production):
 def test_disabled_addons_register_nothing(addon, kinds, production):
     enabled = production
     sim = simulate("production", {f"addons.{addon}.enabled": False})
-    assert [r for r in enabled.of_type("kubernetes:helm.sh/v3:Release") if r.name == addon]
-    assert not [r for r in sim.of_type("kubernetes:helm.sh/v3:Release") if r.name == addon]
+    assert [r for r in enabled.of_type("kubernetes:helm.sh/v4:Chart") if r.name == addon]
+    assert not [r for r in sim.of_type("kubernetes:helm.sh/v4:Chart") if r.name == addon]
     assert not [r for r in sim.of_type("clipper:addons:HelmAddon") if r.name == addon]
     assert not [r for r in sim.of_type("Namespace") if r.name == f"{addon}-namespace"]
     for kind in kinds:
@@ -189,13 +188,37 @@ def test_disabling_external_secrets_removes_operator_and_store():
     assert not [r for r in sim.resources if r.name.startswith("external-secrets")]
 
 
+def test_metrics_server_is_installed_only_where_the_cloud_runs_none(production):
+    eks = simulate("production", {"cloud": "eks"})
+    assert [r.name for r in eks.of_type("kubernetes:helm.sh/v4:Chart") if r.name == "metrics-server"]
+    # GKE (production's cloud) and AKS ship their own: a second one collides on its APIService.
+    assert not [r for r in production.of_type("kubernetes:helm.sh/v4:Chart") if r.name == "metrics-server"]
+    off = simulate("production", {"cloud": "eks", "addons.metrics-server.enabled": False})
+    assert not [r for r in off.of_type("clipper:addons:HelmAddon") if r.name == "metrics-server"]
+
+
 def test_gateway_controller_routes_with_httproutes_over_https():
-    sim = simulate("production", {"ingress.controller": "gateway", "addons.envoy-gateway.enabled": True})
+    sim = simulate("production", {"ingress.controller": "gateway"})
     assert not sim.of_type("Ingress")
+    # The chosen controller is installed, and only that one.
+    assert {r.name for r in sim.of_type("kubernetes:helm.sh/v4:Chart")} >= {"envoy-gateway"}
+    assert not [r for r in sim.of_type("kubernetes:helm.sh/v4:Chart") if r.name == "ingress-nginx"]
     routes = {_meta(r)["name"]: r.inputs["spec"] for r in sim.of_type("HTTPRoute")}
+    redirect = routes.pop("https-redirect")
+    assert redirect["parentRefs"] == [{"name": "public", "sectionName": "http"}]
+    assert redirect["rules"][0]["filters"][0]["requestRedirect"]["scheme"] == "https"
     assert set(routes) == {"backend", "frontend"}
     [gateway] = sim.of_type("Gateway")
-    listeners = {l["hostname"]: l for l in gateway.inputs["spec"]["listeners"]}
+    listeners = {l.get("hostname"): l for l in gateway.inputs["spec"]["listeners"]}
+    # HTTP-01 works through the Gateway: an HTTP listener, cert-manager's Gateway API support, and
+    # issuers that attach challenge routes to that listener.
+    assert listeners[None]["port"] == 80 and listeners[None]["protocol"] == "HTTP"
+    assert sim.one("kubernetes:helm.sh/v4:Chart", "cert-manager").inputs["values"]["config"]["enableGatewayAPI"] is True
+    for issuer in sim.of_type("ClusterIssuer"):
+        [solver] = issuer.inputs["spec"]["acme"]["solvers"]
+        assert solver["http01"]["gatewayHTTPRoute"]["parentRefs"] == [
+            {"name": "public", "namespace": "clipper-production", "kind": "Gateway", "sectionName": "http"}
+        ]
     for route in routes.values():
         [host] = route["hostnames"]
         assert listeners[host]["protocol"] == "HTTPS"
@@ -213,7 +236,8 @@ def test_every_kubernetes_resource_uses_the_cluster_provider(stack_run):
 
 
 def test_components_use_clipper_type_tokens_and_parent_their_children(production):
-    components = [r for r in production.resources if not r.custom]
+    # helm.v4.Chart is the provider's own component: its objects are children of the chart.
+    components = [r for r in production.resources if not r.custom and not r.type.startswith("kubernetes:helm.sh/")]
     assert components and all(r.type.startswith("clipper:") for r in components)
     component_urns = {r.urn for r in components}
     assert all(r.parent in component_urns for r in production.resources if r.custom)
