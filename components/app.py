@@ -15,6 +15,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pydantic import Field, model_validator
 
+from components.addons.external_secrets import SecretSync
 from components.addons.ingress import IngressController, Route
 from components.meta import app_selector, platform_labels
 from components.settings import ImageRef, Port, ResourceRequirements, Settings
@@ -96,8 +97,7 @@ class AppDeploymentArgs:
     settings: AppSettings
     ingress: Optional[IngressController] = None
     certificate_issuer: Optional[str] = None  # cert-manager ClusterIssuer; None: the TLS Secret is provided
-    secret_store: Optional[str] = None  # External Secrets ClusterSecretStore
-    secret_refresh_interval: str = "1h"  # how often the ExternalSecret re-reads the secret manager
+    secrets: Optional[SecretSync] = None  # None: no External Secrets in the stack
 
 
 class AppDeployment(pulumi.ComponentResource):
@@ -258,7 +258,7 @@ class AppDeployment(pulumi.ComponentResource):
 
     def _external_secret(self) -> k8s.apiextensions.CustomResource:
         a = self._args
-        if not a.secret_store:
+        if a.secrets is None:
             raise ValueError(f"app {a.name} declares secrets but no External Secrets store is enabled")
         return k8s.apiextensions.CustomResource(
             f"{self._id}-secrets",
@@ -266,13 +266,13 @@ class AppDeployment(pulumi.ComponentResource):
             kind="ExternalSecret",
             metadata={
                 **self._meta(f"{a.name}-secrets"),
-                # The provider waits until the operator has synced the Secret: the migration Job and
-                # the pods that read it start only then, not on a missing Secret.
-                "annotations": {"pulumi.com/waitFor": "condition=Ready"},
+                # The provider then waits until the operator has synced the Secret: the migration Job
+                # and the pods that read it start only then, not on a missing Secret.
+                "annotations": {"pulumi.com/waitFor": "condition=Ready"} if a.secrets.wait else {"pulumi.com/skipAwait": "true"},
             },
             spec={
-                "refreshInterval": a.secret_refresh_interval,
-                "secretStoreRef": {"kind": "ClusterSecretStore", "name": a.secret_store},
+                "refreshInterval": a.secrets.refresh_interval,
+                "secretStoreRef": {"kind": "ClusterSecretStore", "name": a.secrets.store},
                 "target": {"name": f"{a.name}-secrets", "creationPolicy": "Owner"},
                 "data": [
                     {"secretKey": var, "remoteRef": {"key": ref.key, **({"property": ref.property} if ref.property else {})}}

@@ -119,8 +119,7 @@ apps = {
             settings=app,
             ingress=ingress,
             certificate_issuer=addons.cert_manager.issuer if cert_manager else None,
-            secret_store=secrets.store_name if secrets else None,
-            secret_refresh_interval=addons.external_secrets.refresh_interval,
+            secrets=secrets.sync if secrets else None,
         ),
         pulumi.ResourceOptions.merge(
             after_namespace, pulumi.ResourceOptions(depends_on=[c for c in (cert_manager, secrets) if c])

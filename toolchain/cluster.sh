@@ -13,6 +13,10 @@
 # directory that `down` removes. Clusters in different CLIPPER_CLUSTER_DIRs are independent.
 # Binaries: $CLIPPER_TOOLCHAIN_BIN if set, else `toolchain/build.sh --print-bin --only cluster`.
 # Nodes: $CLIPPER_CLUSTER_NODES fake nodes (default 2), zones a, b, a, b...
+# Admission webhooks: off unless $CLIPPER_CLUSTER_WEBHOOKS=on. kwok runs no containers, so the
+# webhooks that add-on charts register (cert-manager's, External Secrets', ingress-nginx's) could
+# never answer, and their failurePolicy Fail would reject every object they watch. Everything
+# else, CRD schema validation and strict field validation included, is the API server's own.
 set -Eeuo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -236,6 +240,7 @@ cmd_up() {
     --service-cluster-ip-range 10.0.0.0/24 \
     --authorization-mode Node,RBAC \
     --enable-admission-plugins NodeRestriction \
+    $([ "${CLIPPER_CLUSTER_WEBHOOKS:-off}" = on ] || echo --disable-admission-plugins ValidatingAdmissionWebhook,MutatingAdmissionWebhook) \
     --allow-privileged=true --endpoint-reconciler-type none --profiling=false --v=1
 
   wait_for "kube-apiserver /readyz" "$up_timeout" \

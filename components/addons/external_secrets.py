@@ -27,6 +27,21 @@ class ExternalSecretsSettings(AddonSettings):
     refresh_interval: str = Field(
         default="1h", pattern=r"^\d+[smh]$", description="How often apps' ExternalSecrets re-read the secret manager."
     )
+    wait_for_sync: bool = Field(
+        default=True,
+        description="Wait until each app's secrets are synced before its migration Job and pods start; turn off "
+        "where no operator runs (a local API server).",
+    )
+
+
+@dataclass(frozen=True)
+class SecretSync:
+    """How apps' secrets are synced by External Secrets."""
+
+    store: str  # the ClusterSecretStore
+    refresh_interval: str  # how often an ExternalSecret re-reads the secret manager
+    # Wait for the operator to sync each Secret before the migration Job and pods that read it start.
+    wait: bool = True
 
 
 @dataclass
@@ -43,7 +58,7 @@ class ExternalSecrets(pulumi.ComponentResource):
     addon: HelmAddon
     store: k8s.apiextensions.CustomResource
     store_name: str
-    refresh_interval: str
+    sync: SecretSync  # what apps' ExternalSecrets use
 
     def __init__(self, name: str, args: ExternalSecretsArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("clipper:addons:ExternalSecrets", name, None, opts)
@@ -64,7 +79,8 @@ class ExternalSecrets(pulumi.ComponentResource):
             HelmAddonArgs(settings=s, network=args.network, traffic=traffic, values=values),
             pulumi.ResourceOptions(parent=self),
         )
-        self.store_name, self.refresh_interval = s.store_name, s.refresh_interval
+        self.store_name = s.store_name
+        self.sync = SecretSync(store=s.store_name, refresh_interval=s.refresh_interval, wait=s.wait_for_sync)
         self.store = k8s.apiextensions.CustomResource(
             s.store_name,
             api_version="external-secrets.io/v1",
