@@ -22,9 +22,10 @@ from components.settings import DnsLabel, Settings
 
 class IngressSettings(Settings):
     controller: Literal["nginx", "gateway"] = Field(
-        default="nginx",
-        description="nginx: ingress-nginx and Ingress objects; gateway: Envoy Gateway and Gateway API HTTPRoutes. "
-        "The chosen controller's add-on is installed, the other one is not.",
+        # ingress-nginx is retired upstream (no security fixes since March 2026): new stacks get Gateway API.
+        default="gateway",
+        description="gateway: Envoy Gateway and Gateway API HTTPRoutes; nginx: ingress-nginx (retired upstream) and "
+        "Ingress objects. The chosen controller's add-on is installed, the other one is not.",
     )
     wait_for_address: bool = Field(
         default=True,

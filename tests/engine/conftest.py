@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -37,10 +38,9 @@ def project(bin_dir, tmp_path) -> Project:
     return Project.copy_of(ROOT, tmp_path, bin_dir)
 
 
-@pytest.fixture(scope="session")
-def local_cluster(bin_dir, tmp_path_factory):
-    """A local API server (etcd, kube-apiserver, controllers, kwok) for the whole session."""
-    cluster_dir = tmp_path_factory.mktemp("cluster")
+@contextmanager
+def running_cluster(cluster_dir: Path):
+    """A local API server (etcd, kube-apiserver, controllers, kwok); yields its kubeconfig."""
     env = {**os.environ, "CLIPPER_CLUSTER_DIR": str(cluster_dir)}
     script = ROOT / "toolchain" / "cluster.sh"
     if shutil.which("kubectl") is None:
@@ -52,3 +52,10 @@ def local_cluster(bin_dir, tmp_path_factory):
         yield cluster_dir / "kubeconfig"
     finally:
         subprocess.run(["bash", str(script), "down"], env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def local_cluster(bin_dir, tmp_path_factory):
+    """One local API server for the session's tests of the local stack."""
+    with running_cluster(tmp_path_factory.mktemp("cluster")) as kubeconfig:
+        yield kubeconfig
