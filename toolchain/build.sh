@@ -169,7 +169,7 @@ steps=()
 if [ "$only" != cluster ]; then
   steps+=("pulumi|pulumi|github.com/pulumi/pulumi/pkg/v3/cmd/pulumi|-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$cli_module")
   steps+=("pulumi-language-python|language-python|.|-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$cli_module")
-  steps+=("pulumi-resource-kubernetes|kubernetes-provider|.|-X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=$provider_stamp")
+  steps+=("pulumi-resource-kubernetes|kubernetes-provider|.|-X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=$provider_stamp -X main.renderKubeVersion=$kube_version")
 fi
 if [ "$only" != engine ]; then
   steps+=("etcd|etcd|go.etcd.io/etcd/server/v3|")

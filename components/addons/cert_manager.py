@@ -9,7 +9,7 @@ import pulumi_kubernetes as k8s
 from pydantic import Field
 
 from components.addons.helm_addon import AddonSettings, AddonTraffic, ClusterNetwork, HelmAddon, HelmAddonArgs
-from components.addons.spread import highly_available
+from components.addons.spread import highly_available, resources
 from components.cluster.base import WorkloadIdentity
 from components.meta import platform_labels
 
@@ -59,9 +59,10 @@ def chart_values(args: CertManagerArgs) -> dict:
         # Two replicas of each part, spread over nodes and zones, and a PDB that lets one go at a time:
         # with the chart's single replica, its PDB (minAvailable 1) would block every node drain.
         **highly_available(_pods("controller"), replica_key="replicaCount"),
+        "resources": resources(),
     }
     for part in ("webhook", "cainjector"):
-        values[part] = highly_available(_pods(part), replica_key="replicaCount")
+        values[part] = {**highly_available(_pods(part), replica_key="replicaCount"), "resources": resources()}
     return values
 
 

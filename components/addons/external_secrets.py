@@ -11,7 +11,7 @@ from pydantic import Field
 
 from components.cluster.base import WorkloadIdentity
 from components.addons.helm_addon import AddonSettings, AddonTraffic, ClusterNetwork, HelmAddon, HelmAddonArgs
-from components.addons.spread import highly_available
+from components.addons.spread import highly_available, resources
 from components.meta import platform_labels
 from components.settings import DnsLabel
 
@@ -68,9 +68,14 @@ class ExternalSecrets(pulumi.ComponentResource):
             "serviceAccount": {"name": args.identity.service_account, "annotations": args.identity.service_account_annotations},
             "podLabels": args.identity.pod_labels,
             **highly_available({"app.kubernetes.io/name": "external-secrets", "app.kubernetes.io/instance": name}, "replicaCount"),
-            "webhook": highly_available(
-                {"app.kubernetes.io/name": "external-secrets-webhook", "app.kubernetes.io/instance": name}, "replicaCount"
-            ),
+            "resources": resources(),
+            "webhook": {
+                **highly_available(
+                    {"app.kubernetes.io/name": "external-secrets-webhook", "app.kubernetes.io/instance": name}, "replicaCount"
+                ),
+                "resources": resources(),
+            },
+            "certController": {"resources": resources()},
         }
         # The webhook validates stores and ExternalSecrets; secrets come from the cloud API on 443.
         traffic = AddonTraffic(webhook_ports=(WEBHOOK_PORT,))

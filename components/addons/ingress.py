@@ -14,7 +14,7 @@ import pulumi_kubernetes as k8s
 from pydantic import Field
 
 from components.addons.helm_addon import AddonSettings, AddonTraffic, ClusterNetwork, HelmAddon, HelmAddonArgs
-from components.addons.spread import topology_spread
+from components.addons.spread import resources, topology_spread
 from components.meta import platform_labels
 from components.namespace import ACME_SOLVER_PORT
 from components.settings import DnsLabel, Settings
@@ -117,6 +117,7 @@ class NginxIngress(pulumi.ComponentResource):
                 # The chart's PDB key: rendered whenever replicaCount > 1.
                 "minAvailable": 1,
                 "topologySpreadConstraints": topology_spread(pods),
+                "resources": resources(cpu="100m", memory="90Mi", cpu_limit="1", memory_limit="512Mi"),
                 "ingressClassResource": {"name": settings.class_name, "default": True},
                 # Keep client source IPs for logs and allow-lists.
                 "service": {"externalTrafficPolicy": "Local", "annotations": LOAD_BALANCER_ANNOTATIONS.get(args.cloud, {})},

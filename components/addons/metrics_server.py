@@ -12,7 +12,7 @@ import pulumi
 from pydantic import Field
 
 from components.addons.helm_addon import AddonSettings, AddonTraffic, ClusterNetwork, HelmAddon, HelmAddonArgs
-from components.addons.spread import highly_available
+from components.addons.spread import highly_available, resources
 
 CLOUDS_WITH_METRICS_SERVER = frozenset({"gke", "aks"})
 SECURE_PORT = 10250  # the chart's containerPort: the API server's aggregation layer calls it here
@@ -42,6 +42,6 @@ def metrics_server(settings: MetricsServerSettings, network: ClusterNetwork, opt
     )
     return HelmAddon(
         "metrics-server",
-        HelmAddonArgs(settings=settings, network=network, traffic=traffic, values=highly_available(pods)),
+        HelmAddonArgs(settings=settings, network=network, traffic=traffic, values={**highly_available(pods), "resources": resources(cpu="100m", memory="200Mi")}),
         opts,
     )

@@ -1,4 +1,4 @@
-"""High availability values shared by add-on charts: replicas, spread, and a drain-friendly PDB."""
+"""Values shared by add-on charts: replicas, spread, a drain-friendly PDB, and container resources."""
 from __future__ import annotations
 
 ZONE, HOST = "topology.kubernetes.io/zone", "kubernetes.io/hostname"
@@ -20,3 +20,9 @@ def highly_available(selector: dict[str, str], replica_key: str = "replicas", re
         "topologySpreadConstraints": topology_spread(selector),
         "podDisruptionBudget": {"enabled": True, "minAvailable": 1},
     }
+
+
+def resources(cpu: str = "50m", memory: str = "128Mi", cpu_limit: str = "500m", memory_limit: str = "512Mi") -> dict:
+    """Requests and limits for a chart's containers: most charts ship none, so the scheduler and the
+    namespace would otherwise know nothing of them. Overridable through `addons.<name>.values`."""
+    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu_limit, "memory": memory_limit}}

@@ -34,6 +34,46 @@ class WorkloadIdentity:
     principal: Optional[pulumi.Output[str]] = None
 
 
+POOL_LABEL = "clipper.dev/pool"  # on every node of our pools: system, workload, spot
+
+
+@dataclass(frozen=True)
+class SpotPlacement:
+    """How pods opt in to a cluster's spot nodes: tolerate the spot taint, prefer the spot pool.
+
+    The preference is soft, so pods still run on on-demand nodes when spot capacity is gone.
+    """
+
+    taint_key: str
+    taint_value: str
+    taint_effect: str = "NoSchedule"
+
+    @property
+    def taint(self) -> str:
+        """`key=value:Effect`, the spelling of AKS nodeTaints and kubectl."""
+        return f"{self.taint_key}={self.taint_value}:{self.taint_effect}"
+
+    def toleration(self) -> dict:
+        return {"key": self.taint_key, "operator": "Equal", "value": self.taint_value, "effect": self.taint_effect}
+
+    def preferred_affinity(self) -> dict:
+        preference = {"matchExpressions": [{"key": POOL_LABEL, "operator": "In", "values": ["spot"]}]}
+        return {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "preference": preference}]}}
+
+
+# Our own taint, on GKE and EKS spot pools (and what an existing cluster is assumed to use).
+CLIPPER_SPOT = SpotPlacement("clipper.dev/spot", "true")
+
+
+@dataclass
+class NodeAutoscaler:
+    """An in-cluster node autoscaler the cloud does not run itself (EKS's Cluster Autoscaler):
+    the identity it runs as and the chart values that point it at this cluster."""
+
+    identity: WorkloadIdentity
+    values: dict
+
+
 class Cluster(Protocol):
     provider: k8s.Provider
     name: pulumi.Output[str]
@@ -41,6 +81,9 @@ class Cluster(Protocol):
     kubeconfig: pulumi.Output[str]  # always a secret
     oidc_issuer: pulumi.Output[str]
     region: str
+    spot: SpotPlacement
+    # None where the cloud scales node pools itself (GKE, AKS).
+    node_autoscaler: Optional[NodeAutoscaler]
 
     def identity_for(
         self, namespace: str, service_account: str, permissions: IdentityPermissions

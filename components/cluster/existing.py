@@ -10,7 +10,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pydantic import Field
 
-from components.cluster.base import IdentityPermissions, WorkloadIdentity
+from components.cluster.base import CLIPPER_SPOT, IdentityPermissions, WorkloadIdentity
 from components.dns import DnsSettings
 from components.settings import Settings
 
@@ -44,6 +44,8 @@ class ExistingCluster(pulumi.ComponentResource):
         self.region = settings.region
         self.name = pulumi.Output.from_input(settings.name)
         self.oidc_issuer = pulumi.Output.from_input("")
+        self.spot = CLIPPER_SPOT
+        self.node_autoscaler = None  # a cluster made elsewhere scales its own nodes
         if settings.mode == "render":
             self.kubeconfig = pulumi.Output.secret("")
             self.endpoint = pulumi.Output.from_input("")

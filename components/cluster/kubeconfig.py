@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Optional
 
 import pulumi
 
@@ -38,22 +39,24 @@ class ExecCredential:
 def exec_kubeconfig(
     name: pulumi.Input[str],
     server: pulumi.Input[str],
-    ca_data: pulumi.Input[str],
+    ca_data: Optional[pulumi.Input[str]],
     credential: ExecCredential,
 ) -> pulumi.Output[str]:
     """A one-context kubeconfig (JSON, which is valid YAML) for `server`, as a Pulumi secret.
 
     It holds no token, but it names the cluster and its endpoint: kept secret like any kubeconfig.
-    `ca_data` is the base64 PEM the clouds return.
+    `ca_data` is the base64 PEM the clouds return; None for an endpoint with a publicly trusted
+    certificate (GKE's DNS endpoint), where the cluster CA would fail verification.
     """
 
     def render(args: list) -> str:
         cluster_name, endpoint, ca = args
+        cluster = {"server": endpoint, **({"certificate-authority-data": ca} if ca else {})}
         return json.dumps(
             {
                 "apiVersion": "v1",
                 "kind": "Config",
-                "clusters": [{"name": cluster_name, "cluster": {"server": endpoint, "certificate-authority-data": ca}}],
+                "clusters": [{"name": cluster_name, "cluster": cluster}],
                 "users": [{"name": cluster_name, "user": {"exec": credential.to_kubeconfig()}}],
                 "contexts": [{"name": cluster_name, "context": {"cluster": cluster_name, "user": cluster_name}}],
                 "current-context": cluster_name,

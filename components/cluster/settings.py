@@ -11,6 +11,7 @@ from typing import Annotated, Any, ClassVar, Literal, Optional
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
+from components.cluster.naming import bounded_name
 from components.settings import Settings, deep_merge
 
 Weekday = Literal["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
@@ -48,16 +49,22 @@ def region_validator(pattern: str, example: str, what: str = "a region name in t
 
 
 class ApiAccess(Settings):
-    """Who can reach the Kubernetes API server. Never open to the internet."""
+    """Who can reach the Kubernetes API server. Never open to the internet.
+
+    The first `up` runs from outside a network the program creates (a laptop, a CI runner), and
+    its in-cluster half needs the API: each cloud's settings check that it has a way in.
+    """
 
     private_endpoint: bool = Field(
         default=True,
-        description="true: the API server has only a private address (run Pulumi from inside the network, "
-        "or set false plus authorizedCidrs).",
+        description="true: nodes reach the API server on a private address; from outside, only through the "
+        "cloud's authenticated door (GKE: the IAM-checked DNS endpoint; EKS/AKS: a public endpoint limited to "
+        "authorizedCidrs). false: a public endpoint limited to authorizedCidrs.",
     )
     authorized_cidrs: list[Cidr] = Field(
         default_factory=list,
-        description="Public CIDRs allowed to reach the API server (CI runners, office VPN). Required unless privateEndpoint.",
+        description="Public CIDRs allowed to reach the API server (CI runners, office VPN). Required for a public "
+        "endpoint, and on EKS/AKS whenever the program creates the network (see docs/clouds.md).",
     )
 
     @model_validator(mode="after")
@@ -94,9 +101,6 @@ class NodePools(Settings):
     spot: NodePool
 
 
-SPOT_TAINT = {"key": "clipper.dev/spot", "value": "true", "effect": "NoSchedule"}
-
-
 class MaintenanceWindow(Settings):
     """When the cloud may upgrade the control plane and nodes (UTC)."""
 
@@ -120,6 +124,12 @@ class CloudClusterSettings(Settings):
     )
     maintenance: MaintenanceWindow = Field(default_factory=MaintenanceWindow)
     deletion_protection: bool = Field(default=True, description="Cloud-side guard against deleting the cluster.")
+    incarnation: int = Field(
+        default=1,
+        ge=1,
+        description="Raise by one after `pulumi destroy`, before creating the stack again: names the cloud keeps "
+        "after a delete (GCP key rings forever, Key Vaults under purge protection for 90 days) get it as a suffix.",
+    )
 
     # Each cloud's default pool sizes; a stack file overrides single keys (e.g. workload.maxNodes).
     default_node_pools: ClassVar[NodePools]
@@ -135,3 +145,8 @@ class CloudClusterSettings(Settings):
 
     def cluster_name(self, stack: str) -> str:
         return self.name or f"clipper-{stack}"
+
+    def unreleased_name(self, *parts: str, limit: int) -> str:
+        """A name the cloud never frees after a delete: the first incarnation keeps the plain name,
+        later ones end in `-<incarnation>`, so a re-created stack never asks for a name still held."""
+        return bounded_name(*parts, str(self.incarnation) if self.incarnation > 1 else "", limit=limit)
