@@ -120,7 +120,11 @@ class NginxIngress(pulumi.ComponentResource):
                 "resources": resources(cpu="100m", memory="90Mi", cpu_limit="1", memory_limit="512Mi"),
                 "ingressClassResource": {"name": settings.class_name, "default": True},
                 # Keep client source IPs for logs and allow-lists.
-                "service": {"externalTrafficPolicy": "Local", "annotations": LOAD_BALANCER_ANNOTATIONS.get(args.cloud, {})},
+                "service": {
+                    "externalTrafficPolicy": "Local",
+                    # Without a cloud load balancer (a local API server) no address ever comes: don't wait.
+                    "annotations": {**LOAD_BALANCER_ANNOTATIONS.get(args.cloud, {}), **self._annotations},
+                },
                 "metrics": {"enabled": True},
                 # helm.v4.Chart runs no Helm hooks, and the chart's hook Jobs are what create the
                 # admission webhook's certificate: cert-manager issues it instead, or, without
