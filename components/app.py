@@ -17,6 +17,7 @@ from pydantic import Field, model_validator
 
 from components.addons.external_secrets import SecretSync
 from components.addons.ingress import IngressController, Route
+from components.cluster.base import CLIPPER_SPOT, SpotPlacement
 from components.meta import app_selector, platform_labels
 from components.settings import ImageRef, Port, ResourceRequirements, Settings
 
@@ -85,6 +86,11 @@ class AppSettings(Settings):
     writable_paths: list[str] = Field(default=["/tmp"], description="emptyDir mounts; the root FS is read-only.")
     service_account_token: bool = Field(default=False, description="Mount a ServiceAccount token in pods.")
     zone_spread: Literal["ScheduleAnyway", "DoNotSchedule"] = "ScheduleAnyway"
+    spot: bool = Field(
+        default=False,
+        description="Prefer the spot pool (60-90% cheaper, evictable): pods tolerate its taint and prefer its nodes, "
+        "and fall back to on-demand nodes when there is no spot capacity. Migration Jobs never run on spot.",
+    )
 
     def secret_refs(self) -> dict[str, SecretRef]:
         return {var: SecretRef(key=ref) if isinstance(ref, str) else ref for var, ref in self.secrets.items()}
@@ -98,6 +104,7 @@ class AppDeploymentArgs:
     ingress: Optional[IngressController] = None
     certificate_issuer: Optional[str] = None  # cert-manager ClusterIssuer; None: the TLS Secret is provided
     secrets: Optional[SecretSync] = None  # None: no External Secrets in the stack
+    spot: SpotPlacement = CLIPPER_SPOT  # the cluster's spot taint (`cluster.spot`); used when settings.spot
 
 
 class AppDeployment(pulumi.ComponentResource):
@@ -219,6 +226,11 @@ class AppDeployment(pulumi.ComponentResource):
             "volumes": [{"name": f"writable-{i}", "emptyDir": {"sizeLimit": "256Mi"}} for i in range(len(s.writable_paths))],
         }
 
+    def _spot(self) -> dict:
+        if not self._args.settings.spot:
+            return {}
+        return {"tolerations": [self._args.spot.toleration()], "affinity": self._args.spot.preferred_affinity()}
+
     def _probe(self, probe: ProbeSettings) -> dict:
         return {
             "httpGet": {"path": probe.path, "port": "http"},
@@ -246,7 +258,7 @@ class AppDeployment(pulumi.ComponentResource):
             "revisionHistoryLimit": 10,
             "template": {
                 "metadata": {"labels": {**self._labels, **selector, APP_LABEL: name}},
-                "spec": {**self._pod_spec([container]), "topologySpreadConstraints": spread},
+                "spec": {**self._pod_spec([container]), "topologySpreadConstraints": spread, **self._spot()},
             },
         }
         # With an HPA the autoscaler owns the replica count; declaring it would fight every scale-up.

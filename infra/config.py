@@ -20,10 +20,10 @@ from components.addons.helm_addon import AddonSettings, chart_source_problems
 from components.addons.ingress import EnvoyGatewaySettings, IngressNginxSettings, IngressSettings
 from components.addons.metrics_server import CLOUDS_WITH_METRICS_SERVER, MetricsServerSettings
 from components.app import AppSettings
-from components.cluster.aks import AksSettings
-from components.cluster.eks import EksSettings
+from components.cluster.aks.settings import AksSettings
+from components.cluster.eks.settings import EksSettings
 from components.cluster.existing import ExistingClusterSettings
-from components.cluster.gke import GkeSettings
+from components.cluster.gke.settings import GkeSettings
 from components.dns import DnsSettings, is_ip_address
 from components.namespace import NamespaceSettings, NetworkSettings
 from components.rbac import AccessSettings

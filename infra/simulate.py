@@ -123,7 +123,11 @@ class _Mocks(pulumi.runtime.Mocks):
         if args.typ == "kubernetes:core/v1:Service" and args.resource_id:  # Service.get of the ingress controller
             return {"status": {"loadBalancer": {"ingress": [{"ip": MOCK_INGRESS_IP}]}}}
         if args.typ == "gcp:container/cluster:Cluster":
-            return {"endpoint": "203.0.113.1", "masterAuth": {"clusterCaCertificate": "TU9DSy1DQQ=="}}
+            return {
+                "endpoint": "203.0.113.1",
+                "masterAuth": {"clusterCaCertificate": "TU9DSy1DQQ=="},
+                "controlPlaneEndpointsConfig": {"dnsEndpointConfig": {"endpoint": "gke-mock0123.europe-west4.gke.goog"}},
+            }
         if args.typ == "gcp:serviceaccount/account:Account":
             email = f"{inputs.get('accountId', name)}@mock-project.iam.gserviceaccount.com"
             return {"email": email, "name": f"projects/mock-project/serviceAccounts/{email}"}
@@ -132,6 +136,7 @@ class _Mocks(pulumi.runtime.Mocks):
                 "arn": f"arn:aws:eks:mock:123456789012:cluster/{inputs.get('name', name)}",
                 "endpoint": "https://MOCK.gr7.mock.eks.amazonaws.com",
                 "certificateAuthority": {"data": "TU9DSy1DQQ=="},
+                "vpcConfig": {"clusterSecurityGroupId": "sg-0mockcluster"},
                 "identities": [{"oidcs": [{"issuer": "https://oidc.eks.mock.amazonaws.com/id/MOCK0123456789"}]}],
             }
         if args.typ in ("aws:iam/role:Role", "aws:iam/openIdConnectProvider:OpenIdConnectProvider", "aws:kms/key:Key"):
@@ -146,7 +151,8 @@ class _Mocks(pulumi.runtime.Mocks):
         if args.typ == "azure-native:keyvault:Vault":
             return {"name": inputs.get("vaultName", name), "properties": {"vaultUri": f"https://{inputs.get('vaultName', name)}.vault.azure.net/"}}
         if args.typ == "azure-native:keyvault:Key":
-            return {"keyUriWithVersion": f"https://mock.vault.azure.net/keys/{inputs.get('keyName', name)}/0123"}
+            key = inputs.get("keyName", name)
+            return {"name": key, "keyUriWithVersion": f"https://mock.vault.azure.net/keys/{key}/0123"}
         return {}
 
     def call(self, args: pulumi.runtime.MockCallArgs):
@@ -161,6 +167,11 @@ class _Mocks(pulumi.runtime.Mocks):
             "aws:route53/getZone:getZone": {"zoneId": "Z0MOCKZONE", "name": args.args.get("name", "")},
             "aws:elb/getHostedZoneId:getHostedZoneId": {"id": "Z0MOCKELB"},
             "aws:lb/getHostedZoneId:getHostedZoneId": {"id": "Z0MOCKNLB"},
+            "aws:ec2/getVpc:getVpc": {"id": args.args.get("id", ""), "cidrBlock": "10.0.0.0/16"},
+            # The key's current version: Key Vault has rotated it since the cluster was created.
+            "azure-native:keyvault:getKey": {
+                "keyUriWithVersion": f"https://{args.args.get('vaultName')}.vault.azure.net/keys/{args.args.get('keyName')}/rotated456"
+            },
             "azure-native:authorization:getClientConfig": {
                 "subscriptionId": "00000000-0000-0000-0000-000000000001",
                 "tenantId": "00000000-0000-0000-0000-000000000002",

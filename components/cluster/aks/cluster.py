@@ -5,76 +5,27 @@ from __future__ import annotations
 import base64
 import ipaddress
 from dataclasses import dataclass
-from typing import Annotated, Literal, Optional
+from typing import Optional
 
 import pulumi
 import pulumi_azure_native as azure
 import pulumi_kubernetes as k8s
 import yaml
-from pydantic import Field
 
-from components.cluster.base import IdentityPermissions, WorkloadIdentity
+from components.cluster.aks.keys import vault_and_key
+from components.cluster.aks.network import AksSubnets, aks_network
+from components.cluster.aks.roles import RoleGrants
+from components.cluster.aks.settings import AksSettings
+from components.cluster.base import POOL_LABEL, IdentityPermissions, SpotPlacement, WorkloadIdentity
 from components.cluster.kubeconfig import ExecCredential, exec_kubeconfig
 from components.cluster.naming import bounded_name
-from components.cluster.settings import SPOT_TAINT, Cidr, CloudClusterSettings, NodePool, NodePools, region_validator
+from components.cluster.settings import NodePool
 from components.dns import DnsSettings, is_ip_address
-from components.settings import Settings
 
-AzureRegion = Annotated[str, region_validator(r"^[a-z]+[a-z0-9]*$", "westeurope")]
 # The AKS Entra ID server application: the audience of every user token for an AKS API server.
 AKS_AAD_SERVER_APP = "6dae42f8-4368-4678-94ff-3960e28e3630"
-# Built-in Azure role definition ids (the same in every tenant).
-ROLES = {
-    "key-vault-crypto-user": "12338af0-0e69-4776-bea7-57ae8d297424",
-    "key-vault-secrets-user": "4633458b-17de-408a-b874-0445c86b69e6",
-    "dns-zone-contributor": "befefa01-2a29-4197-83a8-272ff33ce314",
-    "network-contributor": "4d97b98b-1d4f-4787-a291-c67834d212e7",
-    "aks-rbac-cluster-admin": "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b",
-}
-
-
-class AksNetworkSettings(Settings):
-    """The VNet: created (default) or an existing subnet; pods get overlay addresses either way."""
-
-    subnet_id: Optional[str] = Field(default=None, description="Existing subnet resource id for nodes; unset: create a VNet.")
-    vnet_cidr: Cidr = "10.10.0.0/16"
-    nodes_cidr: Cidr = "10.10.0.0/20"
-    pods_cidr: Cidr = Field(default="10.64.0.0/14", description="Azure CNI overlay pod range (not routed in the VNet).")
-    services_cidr: Cidr = "10.68.0.0/20"
-    network_policy: Literal["cilium", "azure", "calico"] = Field(
-        default="cilium", description="NetworkPolicy engine; cilium is Azure CNI powered by Cilium."
-    )
-
-
-class AksSettings(CloudClusterSettings):
-    subscription_id: Optional[str] = Field(default=None, description="Subscription (default: the az CLI's).")
-    resource_group: str = Field(pattern=r"^[-\w._()]{1,90}$", description="Resource group for the cluster and its resources.")
-    create_resource_group: bool = Field(default=True, description="false: the resource group already exists.")
-    location: AzureRegion = Field(description="Azure region, e.g. westeurope.")
-    zones: list[Literal["1", "2", "3"]] = Field(default_factory=lambda: ["1", "2", "3"], min_length=1)
-    upgrade_channel: Literal["patch", "stable", "rapid", "node-image"] = Field(
-        default="stable", description="Cluster auto-upgrade channel."
-    )
-    sku_tier: Literal["Free", "Standard", "Premium"] = Field(default="Standard", description="Standard: financially backed API SLA.")
-    admin_group_object_ids: list[str] = Field(
-        default_factory=list, description="Entra ID groups granted cluster-admin (Azure RBAC for Kubernetes)."
-    )
-    key_vault_name: Optional[str] = Field(
-        default=None,
-        pattern=r"^[a-zA-Z][-a-zA-Z0-9]{1,22}[a-zA-Z0-9]$",
-        description="Key Vault for the KMS key and the apps' secrets (globally unique; default: <cluster>-kv).",
-    )
-    network: AksNetworkSettings = Field(default_factory=AksNetworkSettings)
-    dns_zone_resource_group: Optional[str] = Field(default=None, description="Resource group of the dns.zone (default: resourceGroup).")
-    log_retention_days: int = Field(default=30, ge=30, le=730)
-    default_node_pools = NodePools(
-        system=NodePool(machine_type="Standard_D2s_v5", min_nodes=2, max_nodes=3, disk_size_gb=64),
-        workload=NodePool(machine_type="Standard_D2s_v5", min_nodes=2, max_nodes=10, disk_size_gb=64),
-        spot=NodePool(machine_type="Standard_D2s_v5", min_nodes=0, max_nodes=10, disk_size_gb=64),
-    )
-
-    def vault_name(self, cluster_name: str) -> str:
-        return self.key_vault_name or bounded_name(cluster_name, "kv", limit=24)
+# AKS taints every spot node with this itself; declaring anything else would drift forever.
+AKS_SPOT = SpotPlacement("kubernetes.azure.com/scalesetpriority", "spot")
 
 
 @dataclass
@@ -129,6 +80,8 @@ class AksCluster(pulumi.ComponentResource):
         s = self._settings = settings
         self._prefix = name
         self.region = s.location
+        self.spot = AKS_SPOT
+        self.node_autoscaler = None  # AKS's own cluster autoscaler scales the pools
         cluster_name = s.cluster_name(pulumi.get_stack())
         self._azure = azure.Provider(
             f"{name}-azure", subscription_id=s.subscription_id, location=s.location, opts=pulumi.ResourceOptions(parent=self)
@@ -145,11 +98,15 @@ class AksCluster(pulumi.ComponentResource):
         )
         if group:  # everything else in the group waits for it
             self._child = pulumi.ResourceOptions.merge(self._child, pulumi.ResourceOptions(depends_on=[group]))
+        self._grants = RoleGrants(self._subscription_id, self._child)
         control_plane = azure.managedidentity.UserAssignedIdentity(
             f"{name}-control-plane", resource_name_=f"{cluster_name}-control-plane", **self._place, opts=self._child
         )
-        subnet_id = self._network(cluster_name, control_plane)
-        self.vault, key, key_grant = self._vault_and_key(cluster_name, control_plane, client.tenant_id)
+        subnets = aks_network(name, cluster_name, s, control_plane.principal_id, self._grants, self._child)
+        # Whoever runs `pulumi up` and the configured officers can put the apps' secrets in the vault.
+        officers = [("deployer", client.object_id)] + [(f"officer-{i}", o) for i, o in enumerate(s.secrets_officer_object_ids)]
+        keys = vault_and_key(name, cluster_name, s, client.tenant_id, control_plane.principal_id, officers, self._grants, self._child)
+        self.vault = keys.vault
         workspace = azure.operationalinsights.Workspace(
             f"{name}-logs",
             workspace_name=cluster_name,
@@ -158,14 +115,14 @@ class AksCluster(pulumi.ComponentResource):
             **self._place,
             opts=self._child,
         )
-        self.cluster = self._control_plane(cluster_name, control_plane, subnet_id, key, workspace, depends_on=[key_grant])
+        self.cluster = self._control_plane(cluster_name, control_plane, subnets, keys.kms_key_id, workspace, depends_on=[keys.kms_grant])
         self._diagnostics(workspace)
         self._maintenance()
-        pools = [self._agent_pool(pool, cfg, subnet_id) for pool, cfg in s.node_pools if cfg.enabled and pool != "system"]
+        pools = [self._agent_pool(pool, cfg, subnets.nodes) for pool, cfg in s.node_pools if cfg.enabled and pool != "system"]
         # Pulumi itself (the signed-in principal) and the admin groups administer through Azure RBAC.
         admins = [(client.object_id, "deployer")] + [(g, f"admins-{i}") for i, g in enumerate(s.admin_group_object_ids)]
         grants = [
-            self._role_assignment(f"{name}-{label}-cluster-admin", principal, "aks-rbac-cluster-admin", self.cluster.id, principal_type=None)
+            self._grants.assign(f"{name}-{label}-cluster-admin", principal, "aks-rbac-cluster-admin", self.cluster.id, principal_type=None)
             for principal, label in admins
         ]
 
@@ -197,90 +154,6 @@ class AksCluster(pulumi.ComponentResource):
         )
         self.register_outputs({"name": self.name, "endpoint": self.endpoint})
 
-    def _role_definition(self, role: str) -> pulumi.Output[str]:
-        return self._subscription_id.apply(
-            lambda sub: f"/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{ROLES[role]}"
-        )
-
-    def _role_assignment(
-        self,
-        name: str,
-        principal_id: pulumi.Input[str],
-        role: str,
-        scope: pulumi.Input[str],
-        principal_type: Optional[str] = "ServicePrincipal",
-    ) -> azure.authorization.RoleAssignment:
-        return azure.authorization.RoleAssignment(
-            name,
-            principal_id=principal_id,
-            principal_type=principal_type,
-            role_definition_id=self._role_definition(role),
-            scope=scope,
-            opts=self._child,
-        )
-
-    def _network(self, cluster_name: str, control_plane: azure.managedidentity.UserAssignedIdentity) -> pulumi.Input[str]:
-        n = self._settings.network
-        if n.subnet_id:
-            subnet_id: pulumi.Input[str] = n.subnet_id
-        else:
-            vnet = azure.network.VirtualNetwork(
-                f"{self._prefix}-vnet",
-                virtual_network_name=cluster_name,
-                address_space={"address_prefixes": [n.vnet_cidr]},
-                **self._place,
-                opts=pulumi.ResourceOptions.merge(self._child, pulumi.ResourceOptions(ignore_changes=["subnets"])),
-            )
-            subnet_id = azure.network.Subnet(
-                f"{self._prefix}-nodes",
-                subnet_name="nodes",
-                virtual_network_name=vnet.name,
-                resource_group_name=self._settings.resource_group,
-                address_prefix=n.nodes_cidr,
-                # Nodes have no public IPs; egress goes through the cluster's load balancer.
-                default_outbound_access=False,
-                opts=self._child,
-            ).id
-        # AKS manages load balancers and routes in the node subnet as the control-plane identity.
-        self._role_assignment(f"{self._prefix}-subnet-network", control_plane.principal_id, "network-contributor", subnet_id)
-        return subnet_id
-
-    def _vault_and_key(
-        self, cluster_name: str, control_plane: azure.managedidentity.UserAssignedIdentity, tenant_id: pulumi.Output[str]
-    ) -> tuple[azure.keyvault.Vault, azure.keyvault.Key, pulumi.Resource]:
-        vault = azure.keyvault.Vault(
-            f"{self._prefix}-vault",
-            vault_name=self._settings.vault_name(cluster_name),
-            properties={
-                "tenant_id": tenant_id,
-                "sku": {"family": "A", "name": "standard"},
-                "enable_rbac_authorization": True,  # access by role assignment, scoped down to single secrets
-                "enable_soft_delete": True,
-                "soft_delete_retention_in_days": 90,
-                "enable_purge_protection": True,
-            },
-            **self._place,
-            opts=self._child,
-        )
-        key = azure.keyvault.Key(
-            f"{self._prefix}-secrets-key",
-            key_name=f"{cluster_name}-secrets",
-            vault_name=vault.name,
-            resource_group_name=self._settings.resource_group,
-            properties={
-                "kty": "RSA",
-                "key_size": 2048,
-                "key_ops": ["encrypt", "decrypt", "wrapKey", "unwrapKey"],
-                "rotation_policy": {
-                    "lifetime_actions": [{"action": {"type": "rotate"}, "trigger": {"time_after_create": "P90D"}}],
-                    "attributes": {"expiry_time": "P2Y"},
-                },
-            },
-            opts=self._child,
-        )
-        grant = self._role_assignment(f"{self._prefix}-kms", control_plane.principal_id, "key-vault-crypto-user", vault.id)
-        return vault, key, grant
-
     def _system_pool(self, subnet_id: pulumi.Input[str]) -> dict:
         s = self._settings
         pool = s.node_pools.system
@@ -290,6 +163,7 @@ class AksCluster(pulumi.ComponentResource):
             "mode": "System",
             # Only cluster add-ons run here; the apps go to the workload pool.
             "node_taints": ["CriticalAddonsOnly=true:NoSchedule"],
+            "upgrade_settings": {"max_surge": "33%"},
         }
 
     def _pool_profile(self, pool: NodePool, subnet_id: pulumi.Input[str]) -> dict:
@@ -306,25 +180,32 @@ class AksCluster(pulumi.ComponentResource):
             "min_count": pool.min_nodes,
             "max_count": pool.max_nodes,
             "count": pool.min_nodes,
-            "upgrade_settings": {"max_surge": "33%"},
         }
 
     def _control_plane(
         self,
         cluster_name: str,
         control_plane: azure.managedidentity.UserAssignedIdentity,
-        subnet_id: pulumi.Input[str],
-        key: azure.keyvault.Key,
+        subnets: AksSubnets,
+        kms_key_id: pulumi.Input[str],
         workspace: azure.operationalinsights.Workspace,
         depends_on: list[pulumi.Resource],
     ) -> azure.containerservice.ManagedCluster:
         s = self._settings
         n = s.network
-        api = (
-            {"enable_private_cluster": True}
-            if s.api.private_endpoint
-            else {"enable_private_cluster": False, "authorized_ip_ranges": s.api.authorized_cidrs}
-        )
+        if not s.api.authorized_cidrs:
+            api: dict = {"enable_private_cluster": True}
+        elif s.vnet_integration:
+            # The API server gets an address in the VNet (nodes use it, privately) and keeps a public
+            # one limited to the listed ranges: the way in for `pulumi up` from outside.
+            api = {
+                "enable_private_cluster": False,
+                "enable_vnet_integration": True,
+                "subnet_id": subnets.api_server,
+                "authorized_ip_ranges": s.api.authorized_cidrs,
+            }
+        else:
+            api = {"enable_private_cluster": False, "authorized_ip_ranges": s.api.authorized_cidrs}
         return azure.containerservice.ManagedCluster(
             self._prefix,
             resource_name_=cluster_name,
@@ -333,7 +214,7 @@ class AksCluster(pulumi.ComponentResource):
             sku={"name": "Base", "tier": s.sku_tier},
             # A user-assigned identity exists before the cluster, so it can be granted the KMS key first.
             identity={"type": "UserAssigned", "user_assigned_identities": [control_plane.id]},
-            agent_pool_profiles=[self._system_pool(subnet_id)],
+            agent_pool_profiles=[self._system_pool(subnets.nodes)],
             # Entra ID only: no local admin certificate, Kubernetes RBAC decided by Azure role assignments.
             aad_profile={"managed": True, "enable_azure_rbac": True, "admin_group_object_ids": s.admin_group_object_ids},
             disable_local_accounts=True,
@@ -353,7 +234,7 @@ class AksCluster(pulumi.ComponentResource):
             oidc_issuer_profile={"enabled": True},
             security_profile={
                 "workload_identity": {"enabled": True},
-                "azure_key_vault_kms": {"enabled": True, "key_id": key.key_uri_with_version, "key_vault_network_access": "Public"},
+                "azure_key_vault_kms": {"enabled": True, "key_id": kms_key_id, "key_vault_network_access": "Public"},
                 "image_cleaner": {"enabled": True, "interval_hours": 168},
             },
             auto_upgrade_profile={"upgrade_channel": s.upgrade_channel, "node_os_upgrade_channel": "NodeImage"},
@@ -409,10 +290,11 @@ class AksCluster(pulumi.ComponentResource):
                 "scale_set_priority": "Spot",
                 "scale_set_eviction_policy": "Delete",
                 "spot_max_price": -1,  # pay up to the on-demand price; evictions are capacity-only
-                "node_taints": [f"{SPOT_TAINT['key']}={SPOT_TAINT['value']}:{SPOT_TAINT['effect']}"],
+                # AKS's own taint, declared as AKS sets it; spot pools take no surge settings.
+                "node_taints": [AKS_SPOT.taint],
             }
             if spot
-            else {}
+            else {"upgrade_settings": {"max_surge": "33%"}}
         )
         return azure.containerservice.AgentPool(
             f"{self._prefix}-{pool}",
@@ -420,7 +302,7 @@ class AksCluster(pulumi.ComponentResource):
             resource_name_=self.cluster.name,
             resource_group_name=self._settings.resource_group,
             mode="User",
-            node_labels={"clipper.dev/pool": pool},
+            node_labels={POOL_LABEL: pool},
             **profile,
             **extra,
             opts=pulumi.ResourceOptions.merge(self._child, pulumi.ResourceOptions(ignore_changes=["count"])),
@@ -445,16 +327,11 @@ class AksCluster(pulumi.ComponentResource):
             audiences=["api://AzureADTokenExchange"],
             opts=self._child,
         )
-        for secret in permissions.secrets:
-            # Scoped to one secret: the identity can read exactly what the apps reference.
-            self._role_assignment(
-                f"{prefix}-{secret}",
-                identity.principal_id,
-                "key-vault-secrets-user",
-                self.vault.id.apply(lambda vault_id, name=secret: f"{vault_id}/secrets/{name}"),
-            )
+        if permissions.secrets:
+            # The vault, not each secret: the secrets are written after this run creates the vault.
+            self._grants.assign(f"{prefix}-secrets", identity.principal_id, "key-vault-secrets-user", self.vault.id)
         for i, zone in enumerate(permissions.dns_zones):
-            self._role_assignment(f"{prefix}-dns-{i}", identity.principal_id, "dns-zone-contributor", zone)
+            self._grants.assign(f"{prefix}-dns-{i}", identity.principal_id, "dns-zone-contributor", zone)
         return WorkloadIdentity(
             namespace=namespace,
             service_account=service_account,

@@ -1,100 +1,36 @@
 """EksCluster: EKS from plain AWS resources (no pulumi-eks component) with private nodes, KMS
-secrets encryption, IRSA, VPC CNI network policy, plus IAM roles for workloads and Route 53 records."""
+secrets encryption, IRSA, VPC CNI network policy, Cluster Autoscaler's identity, plus IAM roles for
+workloads and Route 53 records."""
 from __future__ import annotations
 
-import ipaddress
 import json
 from dataclasses import dataclass
-from typing import Annotated, Literal, Optional
+from typing import Optional
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
-from pydantic import Field, model_validator
 
-from components.cluster.base import IdentityPermissions, WorkloadIdentity
+from components.cluster.base import CLIPPER_SPOT, POOL_LABEL, IdentityPermissions, NodeAutoscaler, WorkloadIdentity
+from components.cluster.eks import iam
+from components.cluster.eks.network import create_vpc
+from components.cluster.eks.settings import EksSettings
 from components.cluster.kubeconfig import ExecCredential, exec_kubeconfig
-from components.cluster.settings import SPOT_TAINT, Cidr, CloudClusterSettings, NodePool, NodePools, region_validator
+from components.cluster.settings import NodePool
 from components.dns import DnsSettings, is_ip_address
-from components.settings import Settings
 
-AwsRegion = Annotated[str, region_validator(r"^[a-z]{2}(-gov)?-[a-z]+-\d$", "eu-west-1")]
 _CONTROL_PLANE_LOGS = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
 _NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly")
 _TAINT_EFFECTS = {"NoSchedule": "NO_SCHEDULE"}
+_AUTOSCALER_SERVICE_ACCOUNT = ("kube-system", "cluster-autoscaler")
 
 
-def partition(region: str) -> str:
-    """The ARN partition of a region (aws, aws-us-gov, aws-cn)."""
-    if region.startswith("us-gov-"):
-        return "aws-us-gov"
-    if region.startswith("cn-"):
-        return "aws-cn"
-    return "aws"
+@dataclass
+class _Role:
+    """An IAM role and its managed-policy attachments: whatever assumes the role must wait for them."""
 
-
-class EksNetworkSettings(Settings):
-    """The VPC: created (default: public subnets for load balancers, private ones for nodes) or existing."""
-
-    vpc_id: Optional[str] = Field(default=None, description="Existing VPC id; unset: create one.")
-    private_subnet_ids: list[str] = Field(default_factory=list, description="Existing private subnets (with vpcId).")
-    cidr: Cidr = Field(default="10.10.0.0/16", description="CIDR of the created VPC (split into /20s per zone).")
-    nat_gateway_per_zone: bool = Field(
-        default=True, description="One NAT gateway per zone (zone-independent egress); false: one shared."
-    )
-
-    @model_validator(mode="after")
-    def _existing_needs_subnets(self):
-        if self.vpc_id and len(self.private_subnet_ids) < 2:
-            raise ValueError("an existing vpcId needs privateSubnetIds in at least two zones")
-        if self.private_subnet_ids and not self.vpc_id:
-            raise ValueError("privateSubnetIds need vpcId")
-        return self
-
-
-class EksSettings(CloudClusterSettings):
-    region: AwsRegion = Field(description="AWS region.")
-    zones: Optional[list[str]] = Field(
-        default=None, min_length=2, description="Availability zones (default: the region's a, b and c)."
-    )
-    upgrade_support: Literal["STANDARD", "EXTENDED"] = Field(
-        default="STANDARD", description="STANDARD: AWS upgrades the control plane when standard support ends."
-    )
-    admin_role_arns: list[str] = Field(
-        default_factory=list, description="IAM roles granted cluster-admin through EKS access entries."
-    )
-    network: EksNetworkSettings = Field(default_factory=EksNetworkSettings)
-    hosted_zone_id: Optional[str] = Field(default=None, description="Route 53 zone for dns.zone (default: looked up by name).")
-    ingress_load_balancer: Literal["classic", "network"] = Field(
-        default="classic",
-        description="Load balancer type of the ingress Service (for Route 53 alias records); "
-        "classic is what ingress-nginx gets without AWS annotations.",
-    )
-    default_node_pools = NodePools(
-        system=NodePool(machine_type="m6i.large", min_nodes=2, max_nodes=3, disk_size_gb=50),
-        workload=NodePool(machine_type="m6i.large", min_nodes=2, max_nodes=10, disk_size_gb=50),
-        spot=NodePool(machine_type="m6i.large", min_nodes=0, max_nodes=10, disk_size_gb=50),
-    )
-
-    @model_validator(mode="after")
-    def _zones_fit(self):
-        if self.zones and any(not (z.startswith(self.region) and len(z) == len(self.region) + 1) for z in self.zones):
-            raise ValueError(f"zones {self.zones} must be zones of {self.region} (e.g. {self.region}a)")
-        network = ipaddress.ip_network(self.network.cidr)
-        needed = 2 * len(self.availability_zones)  # a public and a private /20 per zone
-        if not self.network.vpc_id and (network.prefixlen > 20 or 2 ** (20 - network.prefixlen) < needed):
-            raise ValueError(f"network.cidr {self.network.cidr} is too small for {needed} /20 subnets")
-        return self
-
-    @property
-    def availability_zones(self) -> list[str]:
-        return self.zones or [f"{self.region}{letter}" for letter in "abc"]
-
-
-def _assume_role_policy(service: str) -> str:
-    return json.dumps(
-        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]}
-    )
+    role: aws.iam.Role
+    attachments: list[aws.iam.RolePolicyAttachment]
 
 
 @dataclass
@@ -138,15 +74,15 @@ class EksCluster(pulumi.ComponentResource):
         s = self._settings = settings
         self._prefix = name
         self.region = s.region
-        self._partition = partition(s.region)
+        self.spot = CLIPPER_SPOT
+        self._partition = iam.partition(s.region)
         cluster_name = s.cluster_name(pulumi.get_stack())
         self._aws = aws.Provider(f"{name}-aws", region=s.region, opts=pulumi.ResourceOptions(parent=self))
         self._child = pulumi.ResourceOptions(parent=self, provider=self._aws)
-        self._account_id = aws.get_caller_identity_output(
-            opts=pulumi.InvokeOutputOptions(provider=self._aws, parent=self)
-        ).account_id
+        self._invoke = pulumi.InvokeOutputOptions(provider=self._aws, parent=self)
+        self._account_id = aws.get_caller_identity_output(opts=self._invoke).account_id
 
-        subnet_ids = self._network(cluster_name)
+        subnet_ids = list(s.network.private_subnet_ids) if s.network.vpc_id else create_vpc(name, cluster_name, s, self._child)
         key = aws.kms.Key(
             f"{name}-secrets-key",
             description=f"Envelope encryption of Kubernetes Secrets in {cluster_name}",
@@ -155,6 +91,7 @@ class EksCluster(pulumi.ComponentResource):
             opts=self._child,
         )
         self.cluster = self._control_plane(cluster_name, subnet_ids, key)
+        self._private_api_from_vpc()
         self.oidc_issuer = self.cluster.identities.apply(lambda ids: ids[0].oidcs[0].issuer)
         self._oidc_provider = aws.iam.OpenIdConnectProvider(
             f"{name}-oidc", url=self.oidc_issuer, client_id_lists=["sts.amazonaws.com"], opts=self._child
@@ -163,8 +100,8 @@ class EksCluster(pulumi.ComponentResource):
         pools = [self._node_group(pool, cfg, subnet_ids, cluster_name, depends_on=[cni]) for pool, cfg in s.node_pools if cfg.enabled]
         for addon in ("coredns", "kube-proxy"):
             self._addon(addon, None, None, depends_on=pools)
-        for i, role_arn in enumerate(s.admin_role_arns):
-            self._admin_access(i, role_arn)
+        admins = [self._admin_access(i, role_arn) for i, role_arn in enumerate(s.admin_role_arns)]
+        self.node_autoscaler = self._cluster_autoscaler(cluster_name)
 
         self.name = self.cluster.name
         self.endpoint = self.cluster.endpoint
@@ -178,136 +115,82 @@ class EksCluster(pulumi.ComponentResource):
                 install_hint="Install the AWS CLI v2 and sign in (aws sso login or AWS_PROFILE).",
             ),
         )
+        # In-cluster resources wait for nodes, and for the access entries that let `pulumi up` in.
         self.provider = k8s.Provider(
             f"{name}-provider",
             kubeconfig=self.kubeconfig,
             enable_server_side_apply=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=pools),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=pools + admins),
         )
         self.register_outputs({"name": self.name, "endpoint": self.endpoint})
 
-    def _network(self, cluster_name: str) -> list[pulumi.Input[str]]:
-        """Private subnet ids for nodes and the control plane's network interfaces."""
-        n = self._settings.network
-        if n.vpc_id:
-            return list(n.private_subnet_ids)
-        zones = self._settings.availability_zones
-        blocks = list(ipaddress.ip_network(n.cidr).subnets(new_prefix=20))
-        tags = {"Name": cluster_name}
-        vpc = aws.ec2.Vpc(
-            f"{self._prefix}-vpc", cidr_block=n.cidr, enable_dns_hostnames=True, enable_dns_support=True, tags=tags, opts=self._child
-        )
-        igw = aws.ec2.InternetGateway(f"{self._prefix}-igw", vpc_id=vpc.id, tags=tags, opts=self._child)
-        public_routes = aws.ec2.RouteTable(
-            f"{self._prefix}-public",
-            vpc_id=vpc.id,
-            routes=[{"cidr_block": "0.0.0.0/0", "gateway_id": igw.id}],
-            tags={"Name": f"{cluster_name}-public"},
-            opts=self._child,
-        )
-        nats: list[aws.ec2.NatGateway] = []
-        private: list[pulumi.Input[str]] = []
-        for i, zone in enumerate(zones):
-            # Public subnets hold only load balancers and NAT gateways; no instance gets a public IP.
-            public = aws.ec2.Subnet(
-                f"{self._prefix}-public-{zone}",
-                vpc_id=vpc.id,
-                availability_zone=zone,
-                cidr_block=str(blocks[i]),
-                map_public_ip_on_launch=False,
-                tags={"Name": f"{cluster_name}-public-{zone}", "kubernetes.io/role/elb": "1"},
-                opts=self._child,
-            )
-            aws.ec2.RouteTableAssociation(
-                f"{self._prefix}-public-{zone}", subnet_id=public.id, route_table_id=public_routes.id, opts=self._child
-            )
-            if n.nat_gateway_per_zone or not nats:
-                ip = aws.ec2.Eip(f"{self._prefix}-nat-{zone}", domain="vpc", tags=tags, opts=self._child)
-                nats.append(
-                    aws.ec2.NatGateway(
-                        f"{self._prefix}-nat-{zone}", allocation_id=ip.id, subnet_id=public.id, tags=tags, opts=self._child
-                    )
-                )
-            subnet = aws.ec2.Subnet(
-                f"{self._prefix}-private-{zone}",
-                vpc_id=vpc.id,
-                availability_zone=zone,
-                cidr_block=str(blocks[len(zones) + i]),
-                tags={"Name": f"{cluster_name}-private-{zone}", "kubernetes.io/role/internal-elb": "1"},
-                opts=self._child,
-            )
-            routes = aws.ec2.RouteTable(
-                f"{self._prefix}-private-{zone}",
-                vpc_id=vpc.id,
-                routes=[{"cidr_block": "0.0.0.0/0", "nat_gateway_id": nats[-1].id}],
-                tags={"Name": f"{cluster_name}-private-{zone}"},
-                opts=self._child,
-            )
-            aws.ec2.RouteTableAssociation(
-                f"{self._prefix}-private-{zone}", subnet_id=subnet.id, route_table_id=routes.id, opts=self._child
-            )
-            private.append(subnet.id)
-        return private
-
-    def _role(self, name: str, assume_role_policy: pulumi.Input[str], managed: tuple[str, ...] = ()) -> aws.iam.Role:
+    def _role(self, name: str, assume_role_policy: pulumi.Input[str], managed: tuple[str, ...] = ()) -> _Role:
         role = aws.iam.Role(name, assume_role_policy=assume_role_policy, opts=self._child)
-        for policy in managed:
+        attachments = [
             aws.iam.RolePolicyAttachment(
-                f"{name}-{policy}",
-                role=role.name,
-                policy_arn=f"arn:{self._partition}:iam::aws:policy/{policy}",
-                opts=self._child,
+                f"{name}-{policy}", role=role.name, policy_arn=f"arn:{self._partition}:iam::aws:policy/{policy}", opts=self._child
             )
-        return role
+            for policy in managed
+        ]
+        return _Role(role, attachments)
+
+    def _assuming(self, role: Optional[_Role], depends_on: Optional[list[pulumi.Resource]] = None) -> pulumi.ResourceOptions:
+        # EKS checks the role's policies when it creates the cluster or a node group, and needs them
+        # again to delete what it made (ENIs, instances) on destroy: attach first, detach last.
+        attachments = role.attachments if role else []
+        return pulumi.ResourceOptions.merge(self._child, pulumi.ResourceOptions(depends_on=[*attachments, *(depends_on or [])]))
 
     def _control_plane(self, cluster_name: str, subnet_ids: list[pulumi.Input[str]], key: aws.kms.Key) -> aws.eks.Cluster:
         s = self._settings
-        role = self._role(f"{self._prefix}-control-plane", _assume_role_policy("eks.amazonaws.com"), ("AmazonEKSClusterPolicy",))
+        role = self._role(f"{self._prefix}-control-plane", iam.service_trust("eks.amazonaws.com"), ("AmazonEKSClusterPolicy",))
         return aws.eks.Cluster(
             self._prefix,
             name=cluster_name,
-            role_arn=role.arn,
+            role_arn=role.role.arn,
             version=s.kubernetes_version,
             vpc_config={
                 "subnet_ids": subnet_ids,
+                # Nodes and the VPC always use the private endpoint; the public one, only for the
+                # listed ranges, is how `pulumi up` gets in from outside.
                 "endpoint_private_access": True,
-                "endpoint_public_access": not s.api.private_endpoint,
-                "public_access_cidrs": s.api.authorized_cidrs if not s.api.private_endpoint else None,
+                "endpoint_public_access": bool(s.api.authorized_cidrs),
+                "public_access_cidrs": s.api.authorized_cidrs or None,
             },
             encryption_config={"provider": {"key_arn": key.arn}, "resources": ["secrets"]},
             enabled_cluster_log_types=_CONTROL_PLANE_LOGS,
-            # Access entries (API), not the aws-auth ConfigMap; whoever creates the cluster starts as admin.
-            access_config={"authentication_mode": "API", "bootstrap_cluster_creator_admin_permissions": True},
+            # Access entries (API), not the aws-auth ConfigMap; admins come from config only, so
+            # whoever ran the first `up` holds no hidden, permanent cluster-admin.
+            access_config={"authentication_mode": "API", "bootstrap_cluster_creator_admin_permissions": False},
             upgrade_policy={"support_type": s.upgrade_support},
             deletion_protection=s.deletion_protection,
+            opts=self._assuming(role),
+        )
+
+    def _private_api_from_vpc(self) -> None:
+        """An existing VPC without a public endpoint: Pulumi runs inside it, but EKS's cluster security
+        group admits only itself, so let the VPC reach the API (still authenticated by IAM)."""
+        s = self._settings
+        if not s.network.vpc_id or s.api.authorized_cidrs:
+            return
+        vpc = aws.ec2.get_vpc_output(id=s.network.vpc_id, opts=self._invoke)
+        aws.vpc.SecurityGroupIngressRule(
+            f"{self._prefix}-api-from-vpc",
+            security_group_id=self.cluster.vpc_config.cluster_security_group_id,
+            cidr_ipv4=vpc.cidr_block,
+            ip_protocol="tcp",
+            from_port=443,
+            to_port=443,
+            description="Kubernetes API from the VPC",
             opts=self._child,
         )
 
     def _irsa_trust(self, namespace: str, service_account: str) -> pulumi.Output[str]:
-        """Trust policy letting exactly one Kubernetes ServiceAccount assume a role via the OIDC provider."""
         issuer_host = self.oidc_issuer.apply(lambda url: url.removeprefix("https://"))
         return pulumi.Output.all(self._oidc_provider.arn, issuer_host).apply(
-            lambda a: json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Federated": a[0]},
-                            "Action": "sts:AssumeRoleWithWebIdentity",
-                            "Condition": {
-                                "StringEquals": {
-                                    f"{a[1]}:sub": f"system:serviceaccount:{namespace}:{service_account}",
-                                    f"{a[1]}:aud": "sts.amazonaws.com",
-                                }
-                            },
-                        }
-                    ],
-                }
-            )
+            lambda a: iam.irsa_trust(a[0], a[1], namespace, service_account)
         )
 
-    def _vpc_cni_role(self) -> aws.iam.Role:
+    def _vpc_cni_role(self) -> _Role:
         # The CNI's AWS permissions go to its own ServiceAccount, not to every pod via the node role.
         return self._role(f"{self._prefix}-vpc-cni", self._irsa_trust("kube-system", "aws-node"), ("AmazonEKS_CNI_Policy",))
 
@@ -315,7 +198,7 @@ class EksCluster(pulumi.ComponentResource):
         self,
         addon: str,
         configuration: Optional[dict],
-        role: Optional[aws.iam.Role],
+        role: Optional[_Role],
         depends_on: Optional[list[pulumi.Resource]] = None,
     ) -> aws.eks.Addon:
         return aws.eks.Addon(
@@ -323,10 +206,10 @@ class EksCluster(pulumi.ComponentResource):
             cluster_name=self.cluster.name,
             addon_name=addon,
             configuration_values=json.dumps(configuration) if configuration else None,
-            service_account_role_arn=role.arn if role else None,
+            service_account_role_arn=role.role.arn if role else None,
             resolve_conflicts_on_create="OVERWRITE",
             resolve_conflicts_on_update="OVERWRITE",
-            opts=pulumi.ResourceOptions.merge(self._child, pulumi.ResourceOptions(depends_on=depends_on or [])),
+            opts=self._assuming(role, depends_on),
         )
 
     def _node_group(
@@ -337,7 +220,7 @@ class EksCluster(pulumi.ComponentResource):
         cluster_name: str,
         depends_on: list[pulumi.Resource],
     ) -> aws.eks.NodeGroup:
-        role = self._role(f"{self._prefix}-{pool}-nodes", _assume_role_policy("ec2.amazonaws.com"), _NODE_POLICIES)
+        role = self._role(f"{self._prefix}-{pool}-nodes", iam.service_trust("ec2.amazonaws.com"), _NODE_POLICIES)
         # IMDSv2 only, one hop: pods cannot reach the node's instance credentials (they use IRSA).
         template = aws.ec2.LaunchTemplate(
             f"{self._prefix}-{pool}",
@@ -349,31 +232,32 @@ class EksCluster(pulumi.ComponentResource):
             opts=self._child,
         )
         spot = pool == "spot"
+        taint = {"key": CLIPPER_SPOT.taint_key, "value": CLIPPER_SPOT.taint_value, "effect": _TAINT_EFFECTS[CLIPPER_SPOT.taint_effect]}
         return aws.eks.NodeGroup(
             f"{self._prefix}-{pool}",
             cluster_name=self.cluster.name,
             node_group_name_prefix=f"{pool}-",
-            node_role_arn=role.arn,
+            node_role_arn=role.role.arn,
             subnet_ids=subnet_ids,  # private subnets only: nodes get no public IPs
             instance_types=[cfg.machine_type],
             capacity_type="SPOT" if spot else "ON_DEMAND",
             scaling_config={"min_size": cfg.min_nodes, "max_size": cfg.max_nodes, "desired_size": max(cfg.min_nodes, 1 if not spot else 0)},
             update_config={"max_unavailable": 1},
             launch_template={"id": template.id, "version": template.latest_version.apply(str)},
-            labels={"clipper.dev/pool": pool},
-            taints=[{**SPOT_TAINT, "effect": _TAINT_EFFECTS[SPOT_TAINT["effect"]]}] if spot else [],
+            labels={POOL_LABEL: pool},
+            taints=[taint] if spot else [],
             opts=pulumi.ResourceOptions.merge(
-                self._child,
-                # The autoscaler owns the size after creation.
-                pulumi.ResourceOptions(depends_on=depends_on, ignore_changes=["scalingConfig.desiredSize"]),
+                self._assuming(role, depends_on),
+                # Cluster Autoscaler owns the size after creation.
+                pulumi.ResourceOptions(ignore_changes=["scalingConfig.desiredSize"]),
             ),
         )
 
-    def _admin_access(self, index: int, role_arn: str) -> None:
+    def _admin_access(self, index: int, role_arn: str) -> aws.eks.AccessPolicyAssociation:
         entry = aws.eks.AccessEntry(
             f"{self._prefix}-admin-{index}", cluster_name=self.cluster.name, principal_arn=role_arn, opts=self._child
         )
-        aws.eks.AccessPolicyAssociation(
+        return aws.eks.AccessPolicyAssociation(
             f"{self._prefix}-admin-{index}",
             cluster_name=self.cluster.name,
             principal_arn=entry.principal_arn,
@@ -382,49 +266,38 @@ class EksCluster(pulumi.ComponentResource):
             opts=self._child,
         )
 
-    def _permissions_policy(self, permissions: IdentityPermissions) -> pulumi.Output[str]:
-        p, region = self._partition, self._settings.region
-        zones = pulumi.Output.all(*permissions.dns_zones)
-
-        def document(args: list) -> str:
-            account, zone_ids = args[0], args[1]
-            statements = []
-            if permissions.secrets:
-                statements.append(
-                    {
-                        "Sid": "ReadConfiguredSecrets",
-                        "Effect": "Allow",
-                        "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
-                        # Secrets Manager appends a random 6-character suffix to every secret ARN.
-                        "Resource": [f"arn:{p}:secretsmanager:{region}:{account}:secret:{key}-??????" for key in permissions.secrets],
-                    }
-                )
-            if zone_ids:
-                statements += [
-                    {
-                        "Sid": "ManageZoneRecords",
-                        "Effect": "Allow",
-                        "Action": ["route53:ChangeResourceRecordSets", "route53:ListResourceRecordSets"],
-                        "Resource": [f"arn:{p}:route53:::hostedzone/{z}" for z in zone_ids],
-                    },
-                    {"Sid": "TrackChanges", "Effect": "Allow", "Action": "route53:GetChange", "Resource": f"arn:{p}:route53:::change/*"},
-                    {"Sid": "FindZones", "Effect": "Allow", "Action": "route53:ListHostedZonesByName", "Resource": "*"},
-                ]
-            return json.dumps({"Version": "2012-10-17", "Statement": statements})
-
-        return pulumi.Output.all(self._account_id, zones).apply(document)
-
-    def identity_for(self, namespace: str, service_account: str, permissions: IdentityPermissions) -> WorkloadIdentity:
+    def _workload_role(self, namespace: str, service_account: str, policy: Optional[pulumi.Input[str]]) -> WorkloadIdentity:
         prefix = f"{self._prefix}-{namespace}-{service_account}"
-        role = self._role(prefix, self._irsa_trust(namespace, service_account))
-        if permissions.secrets or permissions.dns_zones:
-            aws.iam.RolePolicy(prefix, role=role.id, policy=self._permissions_policy(permissions), opts=self._child)
+        role = self._role(prefix, self._irsa_trust(namespace, service_account)).role
+        if policy is not None:
+            aws.iam.RolePolicy(prefix, role=role.id, policy=policy, opts=self._child)
         return WorkloadIdentity(
             namespace=namespace,
             service_account=service_account,
             service_account_annotations={"eks.amazonaws.com/role-arn": role.arn},
             principal=role.arn,
         )
+
+    def identity_for(self, namespace: str, service_account: str, permissions: IdentityPermissions) -> WorkloadIdentity:
+        policy = None
+        if permissions.secrets or permissions.dns_zones:
+            p, region = self._partition, self._settings.region
+            policy = pulumi.Output.all(self._account_id, pulumi.Output.all(*permissions.dns_zones)).apply(
+                lambda a: iam.workload_policy(permissions, p, region, a[0], a[1])
+            )
+        return self._workload_role(namespace, service_account, policy)
+
+    def _cluster_autoscaler(self, cluster_name: str) -> NodeAutoscaler:
+        """EKS resizes managed node groups only when told to: Cluster Autoscaler (docs/clouds.md says
+        why not Karpenter or Auto Mode) finds the groups by the tags EKS puts on them."""
+        namespace, service_account = _AUTOSCALER_SERVICE_ACCOUNT
+        identity = self._workload_role(namespace, service_account, iam.cluster_autoscaler_policy(cluster_name))
+        values = {
+            "autoDiscovery": {"clusterName": cluster_name},
+            "awsRegion": self._settings.region,
+            "rbac": {"serviceAccount": {"name": service_account, "annotations": identity.service_account_annotations}},
+        }
+        return NodeAutoscaler(identity=identity, values=values)
 
     def secret_store_provider(self, identity: WorkloadIdentity) -> pulumi.Input[dict]:
         return {

@@ -4,24 +4,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated, Literal, Optional
+from typing import Optional
 
 import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
-from pydantic import Field, model_validator
 
-from components.cluster.base import IdentityPermissions, WorkloadIdentity
+from components.cluster.base import CLIPPER_SPOT, POOL_LABEL, IdentityPermissions, WorkloadIdentity
+from components.cluster.gke.settings import GkeSettings
 from components.cluster.kubeconfig import ExecCredential, exec_kubeconfig
 from components.cluster.naming import bounded_name
-from components.cluster.settings import SPOT_TAINT, Cidr, CloudClusterSettings, NodePool, NodePools, region_validator
+from components.cluster.settings import NodePool
 from components.dns import DnsSettings, is_ip_address
-from components.settings import Settings
 
-GcpRegion = Annotated[str, region_validator(r"^[a-z]+-[a-z]+\d+$", "europe-west4")]
 _WEEKDAY_CODES = {"Monday": "MO", "Tuesday": "TU", "Wednesday": "WE", "Thursday": "TH", "Friday": "FR", "Saturday": "SA", "Sunday": "SU"}
-# GKE refuses maintenance windows that leave less than 48 hours of availability in any 32 days.
-_GKE_MIN_MAINTENANCE_HOURS_PER_32_DAYS = 48
 _NODE_ROLES = (
     "roles/logging.logWriter",
     "roles/monitoring.metricWriter",
@@ -29,60 +25,6 @@ _NODE_ROLES = (
     "roles/stackdriver.resourceMetadata.writer",
     "roles/artifactregistry.reader",
 )
-
-
-class GkeNetworkSettings(Settings):
-    """The VPC: created (default) or an existing network/subnetwork with secondary ranges."""
-
-    network: Optional[str] = Field(default=None, description="Existing VPC name; unset: create one.")
-    subnetwork: Optional[str] = Field(default=None, description="Existing subnetwork (with network).")
-    nodes_cidr: Cidr = "10.10.0.0/20"
-    pods_cidr: Cidr = "10.64.0.0/14"
-    services_cidr: Cidr = "10.68.0.0/20"
-    pods_range_name: str = "pods"
-    services_range_name: str = "services"
-    control_plane_cidr: Cidr = Field(default="172.16.0.0/28", description="/28 for the private control plane.")
-
-    @model_validator(mode="after")
-    def _both_or_neither(self):
-        if (self.network is None) != (self.subnetwork is None):
-            raise ValueError("set both network and subnetwork to use an existing VPC, or neither to create one")
-        return self
-
-
-class GkeSettings(CloudClusterSettings):
-    project: Annotated[str, region_validator(r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$", "clpr-production", "a Google Cloud project id")] = Field(
-        description="Google Cloud project id (6-30 lowercase letters, digits and '-')."
-    )
-    region: GcpRegion = Field(description="Region; the cluster and its pools span the region's zones.")
-    zones: Optional[list[str]] = Field(default=None, min_length=1, description="Zones for nodes (default: GKE picks three).")
-    release_channel: Literal["RAPID", "REGULAR", "STABLE"] = Field(default="REGULAR", description="Upgrade cadence.")
-    network: GkeNetworkSettings = Field(default_factory=GkeNetworkSettings)
-    dns_managed_zone: Optional[str] = Field(
-        default=None, description="Cloud DNS managed zone for dns.zone (default: the domain with '.' as '-')."
-    )
-    default_node_pools = NodePools(
-        system=NodePool(machine_type="e2-standard-2", min_nodes=3, max_nodes=6),
-        workload=NodePool(machine_type="e2-standard-4", min_nodes=2, max_nodes=9),
-        spot=NodePool(machine_type="e2-standard-4", min_nodes=0, max_nodes=6),
-    )
-
-    @model_validator(mode="after")
-    def _maintenance_meets_gke_minimum(self):
-        hours = len(self.maintenance.days) * self.maintenance.duration_hours * 32 / 7
-        if hours < _GKE_MIN_MAINTENANCE_HOURS_PER_32_DAYS:
-            raise ValueError(
-                f"maintenance: GKE needs at least {_GKE_MIN_MAINTENANCE_HOURS_PER_32_DAYS} hours of maintenance "
-                f"availability per 32 days; {len(self.maintenance.days)} day(s) x {self.maintenance.duration_hours}h "
-                f"gives {hours:.0f}"
-            )
-        if self.zones and any(not z.startswith(self.region + "-") for z in self.zones):
-            raise ValueError(f"zones {self.zones} must all be in region {self.region}")
-        return self
-
-    @property
-    def workload_pool(self) -> str:
-        return f"{self.project}.svc.id.goog"
 
 
 @dataclass
@@ -121,6 +63,8 @@ class GkeCluster(pulumi.ComponentResource):
         s = self._settings = settings
         self._prefix = name
         self.region = s.region
+        self.spot = CLIPPER_SPOT
+        self.node_autoscaler = None  # GKE's own cluster autoscaler scales the pools
         cluster_name = s.cluster_name(pulumi.get_stack())
         # An explicit provider pins project and region from the stack file, not ambient gcloud config.
         self._gcp = gcp.Provider(f"{name}-gcp", project=s.project, region=s.region, opts=pulumi.ResourceOptions(parent=self))
@@ -133,14 +77,22 @@ class GkeCluster(pulumi.ComponentResource):
         pools = [self._node_pool(pool, cfg, nodes) for pool, cfg in s.node_pools if cfg.enabled]
 
         self.name = self.cluster.name
-        self.endpoint = self.cluster.endpoint.apply(lambda host: f"https://{host}")
         self.oidc_issuer = pulumi.Output.concat(
             "https://container.googleapis.com/v1/projects/", s.project, "/locations/", s.region, "/clusters/", self.cluster.name
         )
+        if s.api.dns_endpoint:
+            # Reachable from anywhere, authorised by IAM, with a publicly trusted certificate (no cluster CA).
+            self.endpoint = self.cluster.control_plane_endpoints_config.apply(
+                lambda c: f"https://{c.dns_endpoint_config.endpoint}"
+            )
+            ca_data = None
+        else:
+            self.endpoint = self.cluster.endpoint.apply(lambda host: f"https://{host}")
+            ca_data = self.cluster.master_auth.cluster_ca_certificate
         self.kubeconfig = exec_kubeconfig(
             self.cluster.name,
             self.endpoint,
-            self.cluster.master_auth.cluster_ca_certificate,
+            ca_data,
             ExecCredential(
                 command="gke-gcloud-auth-plugin",
                 install_hint="Install gke-gcloud-auth-plugin: gcloud components install gke-gcloud-auth-plugin",
@@ -193,7 +145,10 @@ class GkeCluster(pulumi.ComponentResource):
 
     def _secrets_key(self, cluster_name: str) -> tuple[gcp.kms.CryptoKey, pulumi.Resource]:
         s = self._settings
-        ring = gcp.kms.KeyRing(f"{self._prefix}-keyring", name=cluster_name, location=s.region, opts=self._child)
+        # Key rings are never deleted (destroy only forgets them), so each incarnation needs a new name.
+        ring = gcp.kms.KeyRing(
+            f"{self._prefix}-keyring", name=s.unreleased_name(cluster_name, limit=63), location=s.region, opts=self._child
+        )
         key = gcp.kms.CryptoKey(
             f"{self._prefix}-secrets-key",
             name=f"{cluster_name}-secrets",
@@ -233,19 +188,25 @@ class GkeCluster(pulumi.ComponentResource):
             )
         return account
 
-    def _node_config(self, pool: str, cfg: NodePool, nodes: gcp.serviceaccount.Account, spot: bool = False) -> dict:
+    @staticmethod
+    def _node_security(nodes: gcp.serviceaccount.Account) -> dict:
         return {
-            "machine_type": cfg.machine_type,
-            "disk_size_gb": cfg.disk_size_gb,
-            "disk_type": "pd-balanced",
             "service_account": nodes.email,
             "oauth_scopes": ["https://www.googleapis.com/auth/cloud-platform"],  # IAM, not scopes, limits access
             "workload_metadata_config": {"mode": "GKE_METADATA"},  # pods see their own identity, never the node's
             "shielded_instance_config": {"enable_secure_boot": True, "enable_integrity_monitoring": True},
             "metadata": {"disable-legacy-endpoints": "true"},
-            "labels": {"clipper.dev/pool": pool},
+        }
+
+    def _node_config(self, pool: str, cfg: NodePool, nodes: gcp.serviceaccount.Account, spot: bool = False) -> dict:
+        return {
+            **self._node_security(nodes),
+            "machine_type": cfg.machine_type,
+            "disk_size_gb": cfg.disk_size_gb,
+            "disk_type": "pd-balanced",
+            "labels": {POOL_LABEL: pool},
             "spot": spot,
-            "taints": [{**SPOT_TAINT, "effect": "NO_SCHEDULE"}] if spot else [],
+            "taints": [{"key": CLIPPER_SPOT.taint_key, "value": CLIPPER_SPOT.taint_value, "effect": "NO_SCHEDULE"}] if spot else [],
         }
 
     def _control_plane(
@@ -275,10 +236,13 @@ class GkeCluster(pulumi.ComponentResource):
                 "cluster_secondary_range_name": s.network.pods_range_name,
                 "services_secondary_range_name": s.network.services_range_name,
             },
-            # Pools are managed below; the default pool only exists while the cluster is created.
+            # Pools are managed below; the default pool only exists while the cluster is created. Its
+            # node_config stays secure but fixed: tied to a pool's settings, every pool change would
+            # replace the cluster.
             remove_default_node_pool=True,
             initial_node_count=1,
-            node_config=self._node_config("default", s.node_pools.system, nodes),
+            node_config=self._node_security(nodes),
+            control_plane_endpoints_config={"dns_endpoint_config": {"allow_external_traffic": s.api.dns_endpoint}},
             private_cluster_config={
                 "enable_private_nodes": True,
                 "enable_private_endpoint": s.api.private_endpoint,
@@ -305,7 +269,11 @@ class GkeCluster(pulumi.ComponentResource):
             logging_config={"enable_components": ["SYSTEM_COMPONENTS", "APISERVER", "WORKLOADS"]},
             monitoring_config={"enable_components": ["SYSTEM_COMPONENTS"], "managed_prometheus": {"enabled": True}},
             deletion_protection=s.deletion_protection,
-            opts=pulumi.ResourceOptions.merge(self._child, pulumi.ResourceOptions(depends_on=depends_on)),
+            opts=pulumi.ResourceOptions.merge(
+                self._child,
+                # Both describe only the default pool, gone after creation: a diff there is not a change.
+                pulumi.ResourceOptions(depends_on=depends_on, ignore_changes=["nodeConfig", "initialNodeCount"]),
+            ),
         )
 
     def _node_pool(self, pool: str, cfg: NodePool, nodes: gcp.serviceaccount.Account) -> gcp.container.NodePool:
@@ -322,7 +290,8 @@ class GkeCluster(pulumi.ComponentResource):
             management={"auto_repair": True, "auto_upgrade": True},
             upgrade_settings={"max_surge": 1, "max_unavailable": 0},
             node_config=self._node_config(pool, cfg, nodes, spot=pool == "spot"),
-            opts=self._child,
+            # The size a pool starts at; it forces replacement, and the autoscaler owns the size afterwards.
+            opts=pulumi.ResourceOptions.merge(self._child, pulumi.ResourceOptions(ignore_changes=["initialNodeCount"])),
         )
 
     def identity_for(self, namespace: str, service_account: str, permissions: IdentityPermissions) -> WorkloadIdentity:
