@@ -7,22 +7,29 @@ templates; `schema_errors` runs the chart's `values.schema.json`, as `helm insta
 from __future__ import annotations
 
 import functools
+import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import jsonschema
 import yaml
 
 from components.settings import deep_merge
 
-# A dotted values path the templates read: `.Values.a.b`, `$.Values.a.b`, `with .Values.a`, `toYaml .Values.a`...
+# A dotted values path the templates read: `.Values.a.b`, `$.Values.a.b`, `if .Values.a`...
 _TEMPLATE_REFERENCE = re.compile(r"\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
+# ... and one they render whole: `toYaml .Values.a`, or `with .Values.a` (mostly followed by `toYaml .`):
+# whatever the mapping holds goes into the object (e.g. `resources.limits` where values.yaml shows only
+# requests). Lenient where a `with` block reads fields one by one: strict validation of the rendered
+# objects judges those.
+_WHOLE_REFERENCE = re.compile(r"\b(?:toYaml|toJson|with)\s+\(?\$?\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
 _PLAIN = (dict, list, str, int, float, bool, type(None))
 _OPAQUE = object()  # a value only known at deployment (a pulumi Output)
 
 
 def chart_version(chart_dir: Path) -> str:
+    """The version a chart directory holds, as its Chart.yaml spells it (e.g. v1.21.1, 2.9.0)."""
     return str(_chart_yaml(chart_dir)["version"])
 
 
@@ -31,17 +38,19 @@ def unknown_values(chart_dir: Path, values: dict) -> list[str]:
 
     Values are checked against the chart's defaults while those are a non-empty mapping: a key
     absent from one is unknown unless the templates read it (keys the chart documents only in a
-    comment, or reads with no default). Below an empty mapping (free-form: labels, annotations,
-    nodeSelector), a list, a null or a key known from the templates only, anything goes.
+    comment, or reads with no default) or render a mapping holding it whole. Below an empty mapping
+    (free-form: labels, annotations, nodeSelector), a list, a null or a key known from the
+    templates only, anything goes: what is rendered whole is judged by the Kubernetes schemas.
     """
-    defaults, references = _chart_keys(Path(chart_dir))
+    defaults, references, whole = _chart_keys(Path(chart_dir))
 
     def unknown(defaults: dict, values: dict, path: str) -> list[str]:
         found = []
         for key, value in values.items():
             dotted = f"{path}{key}"
             if key not in defaults:
-                if not any(ref == dotted or ref.startswith(dotted + ".") for ref in references):
+                read = any(ref == dotted or ref.startswith(dotted + ".") for ref in references)
+                if not read and not any(dotted.startswith(ref + ".") for ref in whole):
                     found.append(dotted)
             elif isinstance(defaults[key], dict) and defaults[key] and isinstance(value, dict):
                 found += unknown(defaults[key], value, dotted + ".")
@@ -52,14 +61,11 @@ def unknown_values(chart_dir: Path, values: dict) -> list[str]:
 
 def schema_errors(chart_dir: Path, values: dict) -> list[str]:
     """Where the chart's defaults merged with `values` break its values.schema.json (none without one)."""
-    chart_dir = Path(chart_dir)
-    schema_file = chart_dir / "values.schema.json"
-    if not schema_file.is_file():
+    validator = _schema_validator(Path(chart_dir))
+    if validator is None:
         return []
-    schema = yaml.safe_load(schema_file.read_text())  # JSON is YAML
-    defaults = _values_yaml(chart_dir)
+    defaults = _chart_keys(Path(chart_dir))[0]
     merged = deep_merge(defaults, _known_now(values, defaults))
-    validator = jsonschema.validators.validator_for(schema)(schema)
     return sorted(
         f"{'.'.join(map(str, error.absolute_path)) or '(top level)'}: {error.message}" for error in validator.iter_errors(merged)
     )
@@ -78,24 +84,33 @@ def _known_now(value: Any, default: Any) -> Any:
 
 
 @functools.lru_cache(maxsize=None)
-def _chart_keys(chart_dir: Path) -> tuple[dict, frozenset[str]]:
-    """The chart's default values and the dotted paths its templates read, subcharts included:
-    Helm hands a subchart the parent's values under the dependency's name (or alias)."""
+def _schema_validator(chart_dir: Path) -> Optional[jsonschema.protocols.Validator]:
+    path = chart_dir / "values.schema.json"
+    if not path.is_file():
+        return None
+    schema = json.loads(path.read_text())
+    return jsonschema.validators.validator_for(schema)(schema)  # the draft the schema names (cert-manager: 07)
+
+
+@functools.lru_cache(maxsize=None)
+def _chart_keys(chart_dir: Path) -> tuple[dict, frozenset[str], frozenset[str]]:
+    """The chart's default values, the dotted paths its templates read and those they render whole,
+    subcharts included: Helm hands a subchart the parent's values under the dependency's name (or alias)."""
     defaults = _values_yaml(chart_dir)
-    references = {
-        match[1].lstrip(".")
-        for template in (chart_dir / "templates").rglob("*")
-        if template.is_file()
-        for match in _TEMPLATE_REFERENCE.finditer(template.read_text(errors="replace"))
-    }
+    templates = [t.read_text(errors="replace") for t in (chart_dir / "templates").rglob("*") if t.is_file()]
+    references, whole = (
+        {match[1].lstrip(".") for text in templates for match in pattern.finditer(text)}
+        for pattern in (_TEMPLATE_REFERENCE, _WHOLE_REFERENCE)
+    )
     for dependency in _chart_yaml(chart_dir).get("dependencies") or []:
         subchart = chart_dir / "charts" / dependency["name"]
         if subchart.is_dir():
             key = dependency.get("alias") or dependency["name"]
-            sub_defaults, sub_references = _chart_keys(subchart)
+            sub_defaults, sub_references, sub_whole = _chart_keys(subchart)
             defaults = deep_merge({key: sub_defaults}, defaults)
             references |= {f"{key}.{ref}" for ref in sub_references}
-    return defaults, frozenset(references)
+            whole |= {f"{key}.{ref}" for ref in sub_whole}
+    return defaults, frozenset(references), frozenset(whole)
 
 
 def _values_yaml(chart_dir: Path) -> dict:

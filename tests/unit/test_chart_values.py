@@ -1,0 +1,173 @@
+"""Every values key the program passes a chart exists in that chart version (Helm silently ignores
+one it does not have) and passes the chart's values.schema.json: for every stack file and every
+cloud, as configured and with every add-on on, against the pinned chart and the newest one in
+$CLIPPER_CHARTS_DIR (the official charts, test data)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pulumi
+import pytest
+import yaml
+from packaging.version import Version
+
+from components.addons.chart_values import chart_version, schema_errors, unknown_values
+from components.addons.metrics_server import CLOUDS_WITH_METRICS_SERVER
+from infra.simulate import DELETE, ROOT, Simulation, apply_overrides, simulate, stack_config
+
+# The registration carrying a chart and its values: helm.v4.Chart today, helm.v3.Release before.
+CHART_TYPES = ("kubernetes:helm.sh/v4:Chart", "kubernetes:helm.sh/v3:Release")
+STACKS = sorted(path.name.removeprefix("Pulumi.").removesuffix(".yaml") for path in ROOT.glob("Pulumi.*.yaml"))
+VARIANTS = {
+    "as configured": {},
+    "every add-on, nginx": {"ingress.controller": "nginx"},
+    "every add-on, gateway, dns01": {"ingress.controller": "gateway", "addons.cert-manager.solver": "dns01"},
+}
+
+
+def _overrides(config: dict, cloud: str, variant: str) -> dict:
+    # Mocks cannot decrypt the stack's secrets; none of them reaches a chart.
+    overrides = {key: DELETE for key, value in config.items() if isinstance(value, dict) and "secure" in value}
+    overrides |= {"cloud": cloud, **VARIANTS[variant]}
+    if variant == "as configured":
+        return overrides
+    for addon, settings in (config.get("addons") or {}).items():
+        if settings.get("enabled") is False:
+            # metrics-server unset: installed wherever the cloud runs none of its own.
+            overrides[f"addons.{addon}.enabled"] = DELETE if addon == "metrics-server" else True
+    if cloud == "existing":
+        # A cluster made elsewhere has no DNS zone of ours for DNS-01, and External Secrets needs a provider.
+        overrides.pop("addons.cert-manager.solver", None)
+        overrides["existing.secretStore"] = (config.get("existing") or {}).get("secretStore") or {"fake": {"data": []}}
+    return overrides
+
+
+def _cases() -> list:
+    cases, seen = [], set()
+    for stack in STACKS:
+        config = stack_config(stack)
+        for cloud in ["existing"] if config.get("cloud") == "existing" else ["gke", "eks", "aks"]:
+            for variant in VARIANTS:
+                overrides = _overrides(config, cloud, variant)
+                effective = json.dumps(apply_overrides(config, overrides), sort_keys=True)
+                if effective not in seen:  # a variant the stack already is runs once
+                    seen.add(effective)
+                    cases.append(pytest.param(stack, overrides, cloud, variant, id=f"{stack}-{cloud}-{variant}"))
+    return cases
+
+
+def _charts(sim: Simulation) -> dict[str, tuple[str, str, dict]]:
+    """Chart name -> (name, version, values) of every chart the program installs."""
+    found = {}
+    for resource in sim.resources:
+        if resource.type in CHART_TYPES:
+            inputs = resource.inputs
+            if inputs.get("version"):
+                name, version = inputs["chart"].rstrip("/").rsplit("/", 1)[-1], inputs["version"]
+            else:  # a local chart (chartPath or $CLIPPER_CHARTS_DIR): it is the version it holds
+                meta = yaml.safe_load((Path(inputs["chart"]) / "Chart.yaml").read_text())
+                name, version = meta["name"], str(meta["version"])
+            found[name] = (name, version, inputs.get("values") or {})
+    return found
+
+
+def _newest(charts_dir: Path, name: str) -> Path:
+    found = [d for d in charts_dir.glob(f"{name}-*") if (d / "Chart.yaml").is_file() and d.name == f"{name}-{chart_version(d)}"]
+    assert found, f"no {name} chart in {charts_dir}"
+    return max(found, key=lambda d: Version(chart_version(d)))
+
+
+def values_problems(charts_dir: Path, name: str, version: str, values: dict) -> list[str]:
+    """What is wrong with `values` for the pinned chart version and for the newest one."""
+    pinned = charts_dir / f"{name}-{version}"
+    assert pinned.is_dir(), f"no chart {pinned}: put the official {name} {version} chart in $CLIPPER_CHARTS_DIR"
+    problems = []
+    for chart in dict.fromkeys([pinned, _newest(charts_dir, name)]):
+        problems += [f"{chart.name}: {key}: not a key of the chart" for key in unknown_values(chart, values)]
+        problems += [f"{chart.name}: schema: {error}" for error in schema_errors(chart, values)]
+    return problems
+
+
+def _problems(charts_dir: Path, sim: Simulation) -> list[str]:
+    return [problem for chart in _charts(sim).values() for problem in values_problems(charts_dir, *chart)]
+
+
+@pytest.mark.parametrize("stack,overrides,cloud,variant", _cases())
+def test_values_passed_to_every_chart_are_keys_of_that_chart(charts_dir, stack, overrides, cloud, variant):
+    sim = simulate(stack, overrides)
+    if variant != "as configured":  # the add-ons really are all there to check
+        ingress = "gateway-helm" if "gateway" in variant else "ingress-nginx"
+        metrics = [] if cloud in CLOUDS_WITH_METRICS_SERVER else ["metrics-server"]
+        assert sorted(_charts(sim)) == sorted(["cert-manager", "external-secrets", ingress, *metrics])
+    assert _problems(charts_dir, sim) == []
+
+
+# --- the checks fail on deliberate mistakes -------------------------------------------------------
+
+
+def test_a_misspelt_key_for_a_chart_without_a_schema_fails(charts_dir):
+    assert not (charts_dir / "ingress-nginx-4.15.1" / "values.schema.json").exists()
+    # Config values reach the chart merged over the program's own.
+    mistakes = {"controller": {"replicaCout": 3, "podDisruptionBudget": {"enabled": True}}}
+    sim = simulate("production", {"addons.ingress-nginx.values": mistakes})
+    assert _problems(charts_dir, sim) == [
+        "ingress-nginx-4.15.1: controller.replicaCout: not a key of the chart",
+        "ingress-nginx-4.15.1: controller.podDisruptionBudget: not a key of the chart",
+    ]
+
+
+def test_a_key_the_cert_manager_schema_rejects_fails(charts_dir):
+    sim = simulate("production", {"addons.cert-manager.values": {"webhook": {"replicaCount": "two", "replicas": 2}}})
+    assert _problems(charts_dir, sim) == [
+        "cert-manager-v1.21.1: webhook.replicas: not a key of the chart",
+        "cert-manager-v1.21.1: schema: webhook.replicaCount: 'two' is not of type 'number'",
+        "cert-manager-v1.21.1: schema: webhook: Additional properties are not allowed ('replicas' was unexpected)",
+    ]
+
+
+def test_the_newest_chart_version_is_checked_too(charts_dir):
+    assert [d.name for d in [_newest(charts_dir, "ingress-nginx"), _newest(charts_dir, "gateway-helm")]] == [
+        "ingress-nginx-4.15.1",
+        "gateway-helm-v1.9.0",
+    ]
+    problems = values_problems(charts_dir, "ingress-nginx", "4.13.3", {"controller": {"replicaCout": 3}})
+    assert problems == [
+        "ingress-nginx-4.13.3: controller.replicaCout: not a key of the chart",
+        "ingress-nginx-4.15.1: controller.replicaCout: not a key of the chart",
+    ]
+
+
+# --- what counts as a key the chart has -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "chart,values",
+    [
+        # Commented out in values.yaml, read by the templates.
+        ("ingress-nginx-4.15.1", {"controller": {"maxUnavailable": 1}}),
+        ("gateway-helm-v1.9.0", {"podDisruptionBudget": {"maxUnavailable": 1}}),
+        # values.yaml shows only requests; the template renders `resources` whole.
+        ("ingress-nginx-4.15.1", {"controller": {"resources": {"limits": {"memory": "512Mi"}}}}),
+        # Free-form maps ({} by default) and lists.
+        ("ingress-nginx-4.15.1", {"controller": {"podLabels": {"team": "platform"}, "extraArgs": {"v": "2"}}}),
+        ("metrics-server-3.13.1", {"tolerations": [{"key": "spot", "operator": "Exists"}]}),
+        # Subchart values go under the dependency's name.
+        ("external-secrets-2.9.0", {"bitwarden-sdk-server": {"enabled": False}}),
+    ],
+)
+def test_keys_the_chart_has_without_a_default_are_known(charts_dir, chart, values):
+    assert unknown_values(charts_dir / chart, values) == []
+    assert schema_errors(charts_dir / chart, values) == []
+
+
+def test_values_known_only_at_deployment_are_checked_by_key(charts_dir):
+    # e.g. a cloud identity's annotation on the ServiceAccount: a pulumi Output, not a plain value.
+    role = pulumi.Output.from_input("arn:aws:iam::123456789012:role/cert-manager")
+    chart = charts_dir / "cert-manager-v1.21.1"
+    values = {"serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": role}}, "webhook": {"replicaCount": role}}
+    assert unknown_values(chart, values) == [] and schema_errors(chart, values) == []
+    assert unknown_values(chart, {"serviceAcount": {"annotations": role}}) == ["serviceAcount"]
+    assert schema_errors(chart, {"webhook": {"replicaCount": role}, "replicaCount": "two"}) == [
+        "replicaCount: 'two' is not of type 'number'"
+    ]
