@@ -209,9 +209,15 @@ class GatewayIngress(pulumi.ComponentResource):
         values = {
             "deployment": {
                 "replicas": 2,
+                "envoyGateway": {"resources": resources(cpu="100m", memory="256Mi", cpu_limit="1", memory_limit="1024Mi")},
                 "pod": {"topologySpreadConstraints": topology_spread({"app.kubernetes.io/instance": name})},
             },
             "podDisruptionBudget": {"minAvailable": 1},
+            # The Gateway API "safe upgrade" admission policy renders only after a `lookup` finds no
+            # copy, or one labelled as owned by a Helm release: objects Pulumi manages carry no Helm
+            # labels, so from the second `up` on it would drop out of the render and be deleted
+            # (and render mode has no cluster to look up). CRD upgrades go through `pulumi preview`.
+            "crds": {"gatewayAPI": {"safeUpgradePolicy": {"enabled": False}}},
         }
         traffic = AddonTraffic(
             webhook_ports=(GATEWAY_WEBHOOK_PORT,),
