@@ -18,6 +18,7 @@ import pulumi_kubernetes as k8s
 import yaml
 from pydantic import Field
 
+from components.addons.chart_values import schema_errors, unknown_values
 from components.meta import platform_labels
 from components.namespace import PodSecurityLevel
 from components.network_policy import (
@@ -100,6 +101,10 @@ def chart_source_problems(key: str, settings: AddonSettings) -> list[str]:
         problems.append(f"{where}: {chart} holds chart {meta.get('name')!r}, not {settings.chart!r}")
     if str(meta.get("version")) != settings.version:
         problems.append(f"{key}.version: pinned {settings.version} but {chart} is version {meta.get('version')}")
+    elif chart.is_dir() and settings.values:
+        # Helm ignores a values key the chart does not have: catch the misspelling here instead.
+        problems += [f"{key}.values.{path}: not a key of {settings.chart} {settings.version}" for path in unknown_values(chart, settings.values)]
+        problems += [f"{key}.values: {error}" for error in schema_errors(chart, settings.values)]
     return problems
 
 

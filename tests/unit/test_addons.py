@@ -143,6 +143,14 @@ BAD_CHART_SOURCES = {
         {"ingress.controller": "gateway", "addons.cert-manager.enabled": False},
         "addons.cert-manager.enabled: ingress.controller gateway needs cert-manager",
     ),
+    "misspelt chart value": (
+        {"addons.cert-manager.values": {"webhook": {"replicaCout": 3}}},
+        "addons.cert-manager.values.webhook.replicaCout: not a key of cert-manager v1.21.1",
+    ),
+    "chart value of the wrong type": (
+        {"addons.cert-manager.values": {"webhook": {"replicaCount": "two"}}},
+        "addons.cert-manager.values: webhook.replicaCount: 'two' is not of type",
+    ),
     "metrics-server on GKE": ({"addons.metrics-server.enabled": True}, "addons.metrics-server.enabled: gke runs its own metrics-server"),
 }
 
