@@ -40,6 +40,7 @@ class Registered:
     provider: str
     protect: bool
     dependencies: list[str]
+    ignore_changes: list[str] = field(default_factory=list)
 
     @property
     def is_kubernetes_object(self) -> bool:
@@ -214,6 +215,7 @@ class _RecordingMonitor(mocks.MockMonitor):
                     provider=request.provider,
                     protect=bool(request.protect),
                     dependencies=list(request.dependencies),
+                    ignore_changes=list(request.ignoreChanges),
                 )
             )
         return response

@@ -2,10 +2,12 @@
 the security defaults on the registered cloud resources, identities wired into External Secrets and
 cert-manager, DNS records, protection, and config errors that register nothing."""
 import json
+import subprocess
+import sys
 
 import pytest
 
-from infra.simulate import DELETE, MOCK_INGRESS_IP, ProgramFailed, simulate
+from infra.simulate import DELETE, MOCK_INGRESS_IP, ROOT, ProgramFailed, simulate
 
 CLOUDS = ("gke", "eks", "aks")
 CLUSTER_TYPES = {
@@ -337,3 +339,199 @@ def test_existing_cluster_still_works_and_ignores_the_cloud_blocks():
     sim = simulate("production", {"cloud": "existing", "existing": {"mode": "render", "secretStore": {"fake": {"data": []}}}})
     assert not [r for r in sim.resources if r.type.startswith(CLOUD_PREFIXES)]
     assert sim.one("ClusterSecretStore", "cloud-secrets").inputs["spec"]["provider"] == {"fake": {"data": []}}
+
+
+# --- issue 11: what a real first `up`, day-2 change and destroy would hit ------------------------
+
+
+def _urn(sim, type_, name):
+    return sim.one(type_, name).urn
+
+
+def _kubeconfig(sim) -> dict:
+    [provider] = sim.of_type("pulumi:providers:kubernetes")
+    return json.loads(provider.inputs["kubeconfig"]["value"])
+
+
+def test_gke_first_up_reaches_the_private_cluster_through_the_iam_checked_dns_endpoint(runs):
+    sim = runs["gke"]
+    cluster = _only(sim, CLUSTER_TYPES["gke"])
+    assert cluster["privateClusterConfig"]["enablePrivateEndpoint"] is True  # the IP endpoint stays private
+    assert cluster["controlPlaneEndpointsConfig"]["dnsEndpointConfig"]["allowExternalTraffic"] is True
+    server = _kubeconfig(sim)["clusters"][0]["cluster"]
+    # The DNS endpoint serves a publicly trusted certificate: the cluster CA would fail verification.
+    assert server == {"server": "https://gke-mock0123.europe-west4.gke.goog"}
+
+
+def test_gke_ip_endpoint_kubeconfig_keeps_the_cluster_ca():
+    sim = simulate("production", {"gke.api": {"privateEndpoint": False, "dnsEndpoint": False, "authorizedCidrs": ["198.51.100.0/24"]}})
+    assert _kubeconfig(sim)["clusters"][0]["cluster"] == {"server": "https://203.0.113.1", "certificate-authority-data": "TU9DSy1DQQ=="}
+
+
+def test_eks_with_an_existing_vpc_and_no_public_endpoint_lets_the_vpc_reach_the_api():
+    sim = simulate(
+        "production",
+        {"cloud": "eks", "eks.api": {}, "eks.network": {"vpcId": "vpc-0abc", "privateSubnetIds": ["subnet-a", "subnet-b"]}},
+    )
+    vpc = _only(sim, CLUSTER_TYPES["eks"])["vpcConfig"]
+    assert vpc["endpointPublicAccess"] is False and vpc["endpointPrivateAccess"] is True
+    rule = _only(sim, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    assert (rule["securityGroupId"], rule["cidrIpv4"], rule["fromPort"], rule["toPort"]) == ("sg-0mockcluster", "10.0.0.0/16", 443, 443)
+
+
+def test_aks_api_server_subnet_is_delegated_and_only_the_listed_ranges_reach_the_api(runs):
+    subnet = runs["aks"].one("azure-native:network:Subnet", "cluster-apiserver").inputs
+    assert subnet["delegations"] == [{"name": "aks-apiserver", "serviceName": "Microsoft.ContainerService/managedClusters"}]
+    assert subnet["addressPrefix"] == "10.10.16.0/28"
+
+
+def test_aks_private_cluster_in_an_existing_network_needs_no_public_ranges():
+    sim = simulate("production", {"cloud": "aks", "aks.api": {}, "aks.network": {"subnetId": "/subscriptions/s/nodes"}})
+    assert _only(sim, CLUSTER_TYPES["aks"])["apiServerAccessProfile"] == {"enablePrivateCluster": True}
+    [grant] = [g for g in sim.of_type("azure-native:authorization:RoleAssignment") if g.name == "cluster-subnet-network"]
+    assert grant.inputs["scope"] == "/subscriptions/s/nodes"
+
+
+def test_gke_pool_changes_leave_the_cluster_alone_and_pool_sizes_never_force_replacement():
+    before = simulate("staging", {"cloud": "gke"})
+    after = simulate("staging", {"cloud": "gke", "gke.nodePools": {"system": {"machineType": "e2-standard-8", "minNodes": 6, "maxNodes": 9}}})
+    [cluster_before], [cluster_after] = before.of_type(CLUSTER_TYPES["gke"]), after.of_type(CLUSTER_TYPES["gke"])
+    assert cluster_before.inputs == cluster_after.inputs  # a pool's settings never reach the cluster resource
+    assert set(cluster_after.ignore_changes) >= {"nodeConfig", "initialNodeCount"}  # the removed default pool's
+    for pool in after.of_type("gcp:container/nodePool:NodePool"):
+        # initialNodeCount forces replacement (SDK docstring); the autoscaler owns the size after creation.
+        assert "initialNodeCount" in pool.ignore_changes
+
+
+def test_eks_cluster_and_node_groups_wait_for_their_role_policies_and_nat_for_the_internet_gateway(runs):
+    sim = runs["eks"]
+    attachment = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+    cluster = sim.one(CLUSTER_TYPES["eks"], "cluster")
+    assert _urn(sim, attachment, "cluster-control-plane-AmazonEKSClusterPolicy") in cluster.dependencies
+    for pool in ("system", "workload", "spot"):
+        group = sim.one("aws:eks/nodeGroup:NodeGroup", f"cluster-{pool}")
+        for policy in ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly"):
+            assert _urn(sim, attachment, f"cluster-{pool}-nodes-{policy}") in group.dependencies
+    cni = sim.one("aws:eks/addon:Addon", "cluster-vpc-cni")
+    assert _urn(sim, attachment, "cluster-vpc-cni-AmazonEKS_CNI_Policy") in cni.dependencies
+    igw = _urn(sim, "aws:ec2/internetGateway:InternetGateway", "cluster-igw")
+    for kind in ("aws:ec2/eip:Eip", "aws:ec2/natGateway:NatGateway"):
+        assert sim.of_type(kind) and all(igw in r.dependencies for r in sim.of_type(kind))
+
+
+def test_aks_secrets_are_granted_on_the_vault_and_someone_may_write_them():
+    sim = simulate("production", {"cloud": "aks", "aks.secretsOfficerObjectIds": ["11111111-2222-3333-4444-555555555555"]})
+    grants = _by_type(sim, "azure-native:authorization:RoleAssignment")
+    assert not [g for g in grants.values() if "/secrets/" in str(g["scope"])]  # no grant on a secret not yet written
+    officers = {name: g for name, g in grants.items() if name.endswith("-secrets-officer")}
+    assert {g["principalId"] for g in officers.values()} == {"00000000-0000-0000-0000-000000000003", "11111111-2222-3333-4444-555555555555"}
+    for grant in officers.values():
+        assert grant["scope"] == "cluster-vault-id"
+        assert grant["roleDefinitionId"].endswith("/b86a8fe4-44ce-4948-aee5-eccb2c155cd7")  # Key Vault Secrets Officer
+
+
+def test_aks_kms_follows_the_keys_current_version(runs):
+    kms = _only(runs["aks"], CLUSTER_TYPES["aks"])["securityProfile"]["azureKeyVaultKms"]
+    # The mock's getKey answers as after a rotation: the cluster must not stay on the creation version.
+    assert kms["keyId"] == "https://clipper-production-kv.vault.azure.net/keys/clipper-production-secrets/rotated456"
+
+
+def test_aks_network_contributor_covers_the_vnet_it_creates(runs):
+    sim = runs["aks"]
+    grant = sim.one("azure-native:authorization:RoleAssignment", "cluster-vnet-network").inputs
+    assert grant["scope"] == "cluster-vnet-id"
+    assert grant["principalId"] == "cluster-control-plane-principal-id"
+    assert grant["roleDefinitionId"].endswith("/4d97b98b-1d4f-4787-a291-c67834d212e7")  # Network Contributor
+
+
+def test_aks_spot_pool_declares_the_taint_aks_sets_and_no_surge(runs):
+    pools = _by_type(runs["aks"], "azure-native:containerservice:AgentPool")
+    assert pools["cluster-spot"]["nodeTaints"] == ["kubernetes.azure.com/scalesetpriority=spot:NoSchedule"]
+    assert "upgradeSettings" not in pools["cluster-spot"]
+    assert pools["cluster-workload"]["upgradeSettings"] == {"maxSurge": "33%"}
+
+
+def test_apps_opt_in_to_spot_with_a_toleration_and_a_soft_preference():
+    sim = simulate("production", {"apps.backend.spot": True})
+    pod = sim.one("Deployment", "backend").inputs["spec"]["template"]["spec"]
+    assert pod["tolerations"] == [{"key": "clipper.dev/spot", "operator": "Equal", "value": "true", "effect": "NoSchedule"}]
+    [preferred] = pod["affinity"]["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert preferred["preference"]["matchExpressions"] == [{"key": "clipper.dev/pool", "operator": "In", "values": ["spot"]}]
+    assert "requiredDuringSchedulingIgnoredDuringExecution" not in pod["affinity"]["nodeAffinity"]  # falls back to on-demand
+    [job] = [r for r in sim.of_type("Job") if r.inputs["metadata"]["name"].startswith("backend-migrate")]
+    assert "tolerations" not in job.inputs["spec"]["template"]["spec"]  # a migration is never evicted halfway
+    assert "tolerations" not in sim.one("Deployment", "frontend").inputs["spec"]["template"]["spec"]
+
+
+def test_eks_cluster_autoscaler_may_resize_only_this_clusters_node_groups(runs):
+    sim = runs["eks"]
+    role = sim.one("aws:iam/role:Role", "cluster-kube-system-cluster-autoscaler")
+    trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]
+    assert "system:serviceaccount:kube-system:cluster-autoscaler" in trust["Condition"]["StringEquals"].values()
+    policy = json.loads(sim.one("aws:iam/rolePolicy:RolePolicy", "cluster-kube-system-cluster-autoscaler").inputs["policy"])
+    resize = next(s for s in policy["Statement"] if "autoscaling:SetDesiredCapacity" in s["Action"])
+    assert resize["Condition"] == {"StringEquals": {"aws:ResourceTag/k8s.io/cluster-autoscaler/clipper-production": "owned"}}
+    for group in sim.of_type("aws:eks/nodeGroup:NodeGroup"):
+        assert "scalingConfig.desiredSize" in group.ignore_changes  # the autoscaler's to change
+
+
+def test_names_clouds_never_free_change_with_the_incarnation(runs):
+    assert _only(runs["gke"], "gcp:kms/keyRing:KeyRing")["name"] == "clipper-production"
+    assert _only(runs["aks"], "azure-native:keyvault:Vault")["vaultName"] == "clipper-production-kv"
+    gke = simulate("production", {"gke.incarnation": 2})
+    assert _only(gke, "gcp:kms/keyRing:KeyRing")["name"] == "clipper-production-2"
+    aks = simulate("production", {"cloud": "aks", "aks.incarnation": 2})
+    assert _only(aks, "azure-native:keyvault:Vault")["vaultName"] == "clipper-production-kv-2"
+
+
+def test_eks_admins_come_only_from_config_through_access_entries(runs):
+    sim = runs["eks"]
+    cluster = _only(sim, CLUSTER_TYPES["eks"])
+    assert cluster["accessConfig"]["bootstrapClusterCreatorAdminPermissions"] is False
+    entries = _by_type(sim, "aws:eks/accessEntry:AccessEntry")
+    assert [e["principalArn"] for e in entries.values()] == ["arn:aws:iam::123456789012:role/clipper-deployer"]
+    association = sim.one("aws:eks/accessPolicyAssociation:AccessPolicyAssociation", "cluster-admin-0")
+    [provider] = sim.of_type("pulumi:providers:kubernetes")
+    assert association.urn in provider.dependencies  # in-cluster resources wait until `up` may administer
+
+
+def test_only_the_selected_clouds_sdk_is_imported():
+    code = (
+        "import sys; from infra.simulate import simulate; simulate('production', {'cloud': 'eks'}); "
+        "print(sorted(m for m in ('pulumi_gcp', 'pulumi_aws', 'pulumi_azure_native') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert result.stdout.strip().splitlines()[-1] == "['pulumi_aws']"
+
+
+NO_WAY_IN = {
+    "eks created VPC without CIDRs": (
+        {"cloud": "eks", "eks.api": {}},
+        "clipper:eks: api.authorizedCidrs: required when the program creates the VPC",
+    ),
+    "aks created VNet without CIDRs": (
+        {"cloud": "aks", "aks.api": {}},
+        "clipper:aks: api.authorizedCidrs: required when the program creates the VNet",
+    ),
+    "aks existing subnet, public ranges, no API server subnet": (
+        {"cloud": "aks", "aks.network": {"subnetId": "/subscriptions/s/nodes"}},
+        "clipper:aks: network.apiServerSubnetId: required with network.subnetId",
+    ),
+    "gke private without the DNS endpoint": (
+        {"gke.api": {"dnsEndpoint": False}},
+        "clipper:gke: api.dnsEndpoint: false with a private endpoint",
+    ),
+    "eks without admins": ({"cloud": "eks", "eks.adminRoleArns": []}, "clipper:eks: adminRoleArns: list at least one IAM role"),
+    "eks admin that is not a role ARN": (
+        {"cloud": "eks", "eks.adminRoleArns": ["arn:aws:iam::123456789012:user/alice"]},
+        "clipper:eks.adminRoleArns.0: 'arn:aws:iam::123456789012:user/alice' is not an IAM role ARN",
+    ),
+}
+
+
+@pytest.mark.parametrize("overrides,expected", NO_WAY_IN.values(), ids=NO_WAY_IN.keys())
+def test_a_stack_the_first_up_could_not_administer_fails_before_any_resource(overrides, expected):
+    with pytest.raises(ProgramFailed) as failure:
+        simulate("production", overrides)
+    assert expected in str(failure.value)
+    assert failure.value.registered == []
