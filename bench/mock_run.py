@@ -1,26 +1,35 @@
 """One measured run in a fresh process (so peak RSS is this run's): either the platform program
-for the production stack with N apps, or the floor — the same Kubernetes objects registered as
-plain pulumi_kubernetes resources, no components, no config models.
+for the production stack with N apps, or the floor — the very same custom resources (Kubernetes
+objects, Helm charts, the cloud's resources, providers) registered as plain SDK resources with
+their recorded inputs: no components, no config models, no Outputs between them.
 
-    python -m bench.mock_run platform N OUT.json   # also writes the objects for the floor run
+Both run under the same mock monitor (infra.simulate's, which records every registration), so
+the difference between them is the program's own cost, not the mocks'.
+
+    python -m bench.mock_run platform N OUT.json   # also writes the resources for the floor run
     python -m bench.mock_run floor IN.json
-Prints one JSON line: seconds (program run only), peak_rss_mib, resources.
+Prints one JSON line: seconds (program run only), peak_rss_mib, resources, custom (resources
+that are not components: what the floor registers).
 """
 from __future__ import annotations
 
 import copy
+import importlib
 import json
 import resource
 import sys
 import time
 
 import pulumi
-import pulumi_kubernetes as k8s
 from pulumi.runtime import mocks, settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from infra.simulate import simulate, stack_config
+from infra.simulate import _Mocks, _RecordingMonitor, simulate, stack_config
+
+# Pulumi package name in a type token -> its Python SDK module.
+SDKS = {"kubernetes": "pulumi_kubernetes", "gcp": "pulumi_gcp", "aws": "pulumi_aws",
+        "azure-native": "pulumi_azure_native"}
 
 
 def apps_override(n: int) -> dict:
@@ -35,56 +44,64 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _plain_class(type_token: str):
-    """kubernetes:apps/v1:Deployment -> k8s.apps.v1.Deployment; None for CRD kinds."""
-    _, group_version, kind = type_token.split(":")
-    group, version = group_version.split("/")
-    package = getattr(k8s, group.split(".")[0], None)
-    return getattr(getattr(package, version, None), kind, None)
+def in_floor(type_token: str) -> bool:
+    """Everything the floor registers: every SDK resource, i.e. all but our own components."""
+    return type_token.split(":", 1)[0] in SDKS or type_token.startswith("pulumi:providers:")
+
+
+def sdk_class(type_token: str):
+    """The plain SDK class of a type token, or None for a Kubernetes kind the SDK has no class for
+    (CRD kinds: registered as CustomResource). Examples:
+    kubernetes:apps/v1:Deployment -> pulumi_kubernetes.apps.v1.Deployment,
+    kubernetes:helm.sh/v4:Chart -> pulumi_kubernetes.helm.v4.Chart,
+    gcp:compute/network:Network -> pulumi_gcp.compute.Network,
+    azure-native:keyvault:Vault -> pulumi_azure_native.keyvault.Vault,
+    pulumi:providers:gcp -> pulumi_gcp.Provider."""
+    if type_token.startswith("pulumi:providers:"):
+        return importlib.import_module(SDKS[type_token.rsplit(":", 1)[1]]).Provider
+    package, module, kind = type_token.split(":")
+    sdk = importlib.import_module(SDKS[package])
+    if package == "kubernetes":
+        group, version = module.split("/")
+        return getattr(getattr(getattr(sdk, group.split(".")[0].replace("-", "_"), None), version, None), kind, None)
+    return getattr(getattr(sdk, module.split("/")[0]), kind)
 
 
 def platform(n: int, out: str) -> dict:
     start = time.perf_counter()
     sim = simulate("production", apps_override(n))
     seconds = time.perf_counter() - start
-    # The floor is the Kubernetes layer; cloud resources (cloud: gke in the stack file) are not in it.
-    objects = [{"type": r.type, "name": r.name, "inputs": r.inputs} for r in sim.resources
-               if r.type.startswith(("kubernetes:", "pulumi:providers:kubernetes"))]
+    objects = [{"type": r.type, "name": r.name, "inputs": r.inputs} for r in sim.resources if in_floor(r.type)]
     with open(out, "w") as handle:
         json.dump(objects, handle)
-    return {"seconds": seconds, "peak_rss_mib": _peak_rss_mib(), "resources": len(sim.resources)}
-
-
-class _EchoMocks(pulumi.runtime.Mocks):
-    def new_resource(self, args):
-        return f"{args.name}-id", dict(args.inputs)
-
-    def call(self, args):
-        return {}
+    return {"seconds": seconds, "peak_rss_mib": _peak_rss_mib(), "resources": len(sim.resources),
+            "custom": len(objects)}
 
 
 def floor(path: str) -> dict:
     with open(path) as handle:
         objects = json.load(handle)
     settings.ROOT.set(None)
-    mocks.set_mocks(_EchoMocks(), project="clipper", stack="production", preview=False)
+    monitor = _RecordingMonitor(_Mocks())
+    mocks.set_mocks(monitor.mocks, project="clipper", stack="production", preview=False, monitor=monitor)
 
     def program():
         for obj in objects:
             inputs = {k: v for k, v in obj["inputs"].items() if k not in ("apiVersion", "kind")}
-            if obj["type"].startswith("pulumi:providers:"):
-                k8s.Provider(obj["name"], render_yaml_to_directory="/tmp/unused")
-                continue
-            cls = _plain_class(obj["type"])
+            cls = sdk_class(obj["type"])
             if cls is None:
                 _, api_version, kind = obj["type"].split(":")
-                k8s.apiextensions.CustomResource(obj["name"], api_version=api_version, kind=kind, **inputs)
+                importlib.import_module("pulumi_kubernetes").apiextensions.CustomResource(
+                    obj["name"], api_version=api_version, kind=kind, **inputs)
             else:
                 cls(obj["name"], **{pulumi_name(k): v for k, v in inputs.items()})
 
     start = time.perf_counter()
     _sync_await(run_pulumi_func(program))
-    return {"seconds": time.perf_counter() - start, "peak_rss_mib": _peak_rss_mib(), "resources": len(objects)}
+    seconds = time.perf_counter() - start
+    if len(monitor.recorded) != len(objects):
+        raise SystemExit(f"floor registered {len(monitor.recorded)} resources, expected {len(objects)}")
+    return {"seconds": seconds, "peak_rss_mib": _peak_rss_mib(), "resources": len(objects), "custom": len(objects)}
 
 
 def pulumi_name(wire: str) -> str:
