@@ -4,72 +4,21 @@ cloud, as configured and with every add-on on, against the pinned chart and the 
 $CLIPPER_CHARTS_DIR (the official charts, test data)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pulumi
 import pytest
-import yaml
 from packaging.version import Version
 
 from components.addons.chart_values import chart_version, schema_errors, unknown_values
 from components.addons.metrics_server import CLOUDS_WITH_METRICS_SERVER
-from infra.simulate import DELETE, ROOT, Simulation, apply_overrides, simulate, stack_config
-
-# The registration carrying a chart and its values: helm.v4.Chart today, helm.v3.Release before.
-CHART_TYPES = ("kubernetes:helm.sh/v4:Chart", "kubernetes:helm.sh/v3:Release")
-STACKS = sorted(path.name.removeprefix("Pulumi.").removesuffix(".yaml") for path in ROOT.glob("Pulumi.*.yaml"))
-VARIANTS = {
-    "as configured": {},
-    "every add-on, nginx": {"ingress.controller": "nginx"},
-    "every add-on, gateway, dns01": {"ingress.controller": "gateway", "addons.cert-manager.solver": "dns01"},
-}
-
-
-def _overrides(config: dict, cloud: str, variant: str) -> dict:
-    # Mocks cannot decrypt the stack's secrets; none of them reaches a chart.
-    overrides = {key: DELETE for key, value in config.items() if isinstance(value, dict) and "secure" in value}
-    overrides |= {"cloud": cloud, **VARIANTS[variant]}
-    if variant == "as configured":
-        return overrides
-    for addon, settings in (config.get("addons") or {}).items():
-        if settings.get("enabled") is False:
-            # metrics-server unset: installed wherever the cloud runs none of its own.
-            overrides[f"addons.{addon}.enabled"] = DELETE if addon == "metrics-server" else True
-    if cloud == "existing":
-        # A cluster made elsewhere has no DNS zone of ours for DNS-01, and External Secrets needs a provider.
-        overrides.pop("addons.cert-manager.solver", None)
-        overrides["existing.secretStore"] = (config.get("existing") or {}).get("secretStore") or {"fake": {"data": []}}
-    return overrides
+from infra.simulate import Simulation, simulate
+from tests.charts import VARIANTS, installed_charts as _charts, stack_variants
 
 
 def _cases() -> list:
-    cases, seen = [], set()
-    for stack in STACKS:
-        config = stack_config(stack)
-        for cloud in ["existing"] if config.get("cloud") == "existing" else ["gke", "eks", "aks"]:
-            for variant in VARIANTS:
-                overrides = _overrides(config, cloud, variant)
-                effective = json.dumps(apply_overrides(config, overrides), sort_keys=True)
-                if effective not in seen:  # a variant the stack already is runs once
-                    seen.add(effective)
-                    cases.append(pytest.param(stack, overrides, cloud, variant, id=f"{stack}-{cloud}-{variant}"))
-    return cases
-
-
-def _charts(sim: Simulation) -> dict[str, tuple[str, str, dict]]:
-    """Chart name -> (name, version, values) of every chart the program installs."""
-    found = {}
-    for resource in sim.resources:
-        if resource.type in CHART_TYPES:
-            inputs = resource.inputs
-            if inputs.get("version"):
-                name, version = inputs["chart"].rstrip("/").rsplit("/", 1)[-1], inputs["version"]
-            else:  # a local chart (chartPath or $CLIPPER_CHARTS_DIR): it is the version it holds
-                meta = yaml.safe_load((Path(inputs["chart"]) / "Chart.yaml").read_text())
-                name, version = meta["name"], str(meta["version"])
-            found[name] = (name, version, inputs.get("values") or {})
-    return found
+    return [pytest.param(stack, overrides, cloud, variant, id=f"{stack}-{cloud}-{variant}")
+            for stack, cloud, variant, overrides in stack_variants(VARIANTS)]
 
 
 def _newest(charts_dir: Path, name: str) -> Path:
