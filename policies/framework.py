@@ -5,11 +5,13 @@ the rule's effective config to violation messages. The classes here add what eve
 that no check repeats it:
 
 * resource-type filtering;
-* skipping objects rendered from Helm charts (a chart's contents are the chart's business: rules
-  apply to what the program declares itself);
 * schema defaults merged into the config, because unit tests and ``policies.pack.evaluate`` do not
   go through the CLI, which is what normally fills defaults in;
-* waivers (``policies.waivers``).
+* waivers (``policies.waivers``): annotations on the objects the program declares, and the named
+  chart waivers (``policies.chart_waivers``) for objects a Helm chart renders.
+
+Objects rendered from Helm charts (children of a ``helm.v4.Chart``) are checked like any other:
+what a chart installs runs in our clusters as much as what we declare.
 
 Both classes are real ``ResourceValidationPolicy`` / ``StackValidationPolicy`` objects, so the pack
 server, the unit tests and ``policies.pack.evaluate`` all run the same ``validate``.
@@ -29,27 +31,12 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from policies.waivers import honoured_waiver
+from policies.waivers import waiver_for
 
 # Anything with resource_type / props / name / urn: ResourceValidationArgs or PolicyResource.
 ResourceCheck = Callable[[Any, Mapping[str, Any]], Iterable[str]]
 # Yields (resource the violation belongs to, or None for the whole stack; message).
 StackCheck = Callable[[Sequence[PolicyResource], Mapping[str, Any]], Iterable[tuple[Optional[PolicyResource], str]]]
-
-_HELM_COMPONENT_PREFIX = "kubernetes:helm.sh/"
-
-
-def is_chart_content(urn: str) -> bool:
-    """Whether the URN's parent-type chain includes a Helm chart component.
-
-    URNs look like ``urn:pulumi:stack::project::parentType$childType::name``; a helm.v3.Release has
-    no children in the program, but a component chart (helm.v3.Chart) does.
-    """
-    parts = urn.split("::")
-    if len(parts) < 4:
-        return False
-    ancestors = parts[2].split("$")[:-1]
-    return any(t.startswith(_HELM_COMPONENT_PREFIX) for t in ancestors)
 
 
 def config_defaults(schema: Optional[PolicyConfigSchema]) -> dict[str, Any]:
@@ -123,9 +110,9 @@ class ResourceRule(ResourceValidationPolicy, _ClipperRule):
         return self.resource_types is None or resource_type in self.resource_types
 
     def _validate(self, args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-        if not self.applies_to(args.resource_type) or is_chart_content(args.urn):
+        if not self.applies_to(args.resource_type):
             return
-        if self.waivable and honoured_waiver(args.props, self.name):
+        if self.waivable and waiver_for(args, self.name):
             return
         config = effective_config(self.config_schema, args.get_config())
         for message in self._check(args, config):
@@ -158,10 +145,9 @@ class StackRule(StackValidationPolicy, _ClipperRule):
         )
 
     def _validate(self, args: StackValidationArgs, report_violation: ReportViolation) -> None:
-        declared = [r for r in args.resources if not is_chart_content(r.urn)]
         config = effective_config(self.config_schema, args.get_config())
-        for resource, message in self._check(declared, config):
-            if resource is not None and self.waivable and honoured_waiver(resource.props, self.name):
+        for resource, message in self._check(args.resources, config):
+            if resource is not None and self.waivable and waiver_for(resource, self.name):
                 continue
             report_violation(message, resource.urn if resource is not None else None)
 

@@ -1,4 +1,5 @@
-"""Waiver audit: waivers must say why, name a real rule, and always show up in preview output.
+"""Waiver audit: waivers must say why, name a real rule, and always show up in preview output
+(chart waivers, named in ``policies.chart_waivers``, too).
 
 These rules need the names of every other rule, so the pack builds them with ``build_rules``.
 They are not waivable themselves.
@@ -10,7 +11,7 @@ from typing import Any
 from pulumi_policy import EnforcementLevel
 
 from policies.framework import ResourceRule, Rule
-from policies.waivers import WAIVER_ANNOTATION_PREFIX, waivers_of
+from policies.waivers import WAIVER_ANNOTATION_PREFIX, chart_waivers_of, waivers_of
 
 WAIVER_REASON_REQUIRED = "waiver-reason-required"
 WAIVERS_IN_USE = "waivers-in-use"
@@ -30,6 +31,9 @@ def build_rules(waivable_rule_names: Collection[str]) -> list[Rule]:
         for waiver in waivers_of(resource.props):
             if waiver.rule in known and waiver.has_reason:
                 yield f"rule {waiver.rule} is waived: {waiver.reason}"
+        for chart_waiver in chart_waivers_of(resource):
+            if chart_waiver.rule in known and chart_waiver.reason.strip():
+                yield f"rule {chart_waiver.rule} is waived for this {chart_waiver.release} chart object: {chart_waiver.reason}"
 
     return [
         ResourceRule(

@@ -80,7 +80,7 @@ def platform(deployment_props):
         record(kube.DEPLOYMENT, deployment_props, "backend"),
         record(kube.POD_DISRUPTION_BUDGET, {"metadata": meta("backend"), "spec": {
             "minAvailable": 1, "selector": {"matchLabels": {"app": "backend"}}}}, "backend-pdb"),
-        # Chart contents are the chart's business; the Release itself has no rule.
+        # The Chart itself has no rule (its objects are checked as any other).
         record("kubernetes:helm.sh/v4:Chart", {"chart": "ingress-nginx", "values": {}}, "ingress-nginx"),
     ]
 
