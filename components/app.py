@@ -17,6 +17,7 @@ from pydantic import Field, model_validator
 
 from components.addons.external_secrets import SecretSync
 from components.addons.ingress import IngressController, Route
+from components.addons.reloader import reload_annotations
 from components.cluster.base import CLIPPER_SPOT, SpotPlacement
 from components.meta import app_selector, platform_labels
 from components.settings import ImageRef, Port, ResourceRequirements, Settings
@@ -105,6 +106,7 @@ class AppDeploymentArgs:
     certificate_issuer: Optional[str] = None  # cert-manager ClusterIssuer; None: the TLS Secret is provided
     secrets: Optional[SecretSync] = None  # None: no External Secrets in the stack
     spot: SpotPlacement = CLIPPER_SPOT  # the cluster's spot taint (`cluster.spot`); used when settings.spot
+    reload_on_secret_change: bool = False  # Reloader runs: roll the Deployment when its synced Secret changes
 
 
 class AppDeployment(pulumi.ComponentResource):
@@ -129,9 +131,10 @@ class AppDeployment(pulumi.ComponentResource):
         )
         secrets_ready = [self._external_secret()] if s.secrets else []
         migration = [self._migration_job(secrets_ready)] if s.migration.enabled else []
+        reload = reload_annotations(f"{args.name}-secrets") if s.secrets and args.reload_on_secret_change else {}
         self.deployment = k8s.apps.v1.Deployment(
             f"{self._id}-deployment",
-            metadata=self._meta(args.name),
+            metadata={**self._meta(args.name), **({"annotations": reload} if reload else {})},
             spec=self._deployment_spec(),
             # Migrations must succeed before new code rolls out; the provider waits for Job completion.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.service_account, *secrets_ready, *migration]),

@@ -16,6 +16,7 @@ from components.addons.external_secrets import ExternalSecrets, ExternalSecretsA
 from components.addons.helm_addon import ClusterNetwork  # noqa: E402
 from components.addons.ingress import IngressArgs, Listener, acme_http01_solver, ingress_controller  # noqa: E402
 from components.addons.metrics_server import metrics_server  # noqa: E402
+from components.addons.reloader import reloader  # noqa: E402
 from components.app import AppDeployment, AppDeploymentArgs  # noqa: E402
 from components.cluster.base import IdentityPermissions  # noqa: E402
 from components.dns import HostRecords  # noqa: E402
@@ -108,6 +109,8 @@ if addons.external_secrets.enabled:
     )
 if addons.metrics_server.installed_on(cfg.cloud):
     metrics_server(addons.metrics_server, network, in_cluster)
+if addons.reloader.enabled:  # apps roll when their synced Secret changes
+    reloader(addons.reloader, network, cfg.app_namespace, in_cluster)
 
 # --- apps ----------------------------------------------------------------------------------------
 apps = {
@@ -120,6 +123,7 @@ apps = {
             ingress=ingress,
             certificate_issuer=addons.cert_manager.issuer if cert_manager else None,
             secrets=secrets.sync if secrets else None,
+            reload_on_secret_change=addons.reloader.enabled,
         ),
         pulumi.ResourceOptions.merge(
             after_namespace, pulumi.ResourceOptions(depends_on=[c for c in (cert_manager, secrets) if c])

@@ -19,6 +19,7 @@ from components.addons.external_secrets import ExternalSecretsSettings
 from components.addons.helm_addon import AddonSettings, chart_source_problems
 from components.addons.ingress import EnvoyGatewaySettings, IngressNginxSettings, IngressSettings
 from components.addons.metrics_server import CLOUDS_WITH_METRICS_SERVER, MetricsServerSettings
+from components.addons.reloader import ReloaderSettings
 from components.app import AppSettings
 from components.cluster.aks.settings import AksSettings
 from components.cluster.eks.settings import EksSettings
@@ -51,6 +52,7 @@ class Addons(Settings):
     cert_manager: CertManagerSettings = Field(default=CertManagerSettings(), alias="cert-manager")
     external_secrets: ExternalSecretsSettings = Field(default=ExternalSecretsSettings(), alias="external-secrets")
     metrics_server: MetricsServerSettings = Field(default=MetricsServerSettings(), alias="metrics-server")
+    reloader: ReloaderSettings = ReloaderSettings()
 
 
 class PlatformConfig(Settings):
@@ -130,6 +132,7 @@ class PlatformConfig(Settings):
             "envoy-gateway": chosen["envoy-gateway"] and a.envoy_gateway.enabled,
             "external-secrets": a.external_secrets.enabled,
             "metrics-server": a.metrics_server.installed_on(self.cloud),
+            "reloader": a.reloader.enabled,
         }
         return {key: getattr(a, key.replace("-", "_")) for key, on in candidates.items() if on}
 
@@ -147,6 +150,11 @@ class PlatformConfig(Settings):
             problems.append(
                 f"addons.metrics-server.enabled: {self.cloud} runs its own metrics-server; a second one collides "
                 "with it (APIService v1beta1.metrics.k8s.io): leave the key unset"
+            )
+        if a.reloader.enabled and not a.external_secrets.enabled:
+            problems.append(
+                "addons.reloader.enabled: Reloader rolls apps when External Secrets changes their Secrets: "
+                "needs addons.external-secrets.enabled"
             )
         for key, settings in self.installed_addons().items():
             problems += chart_source_problems(f"addons.{key}", settings)
