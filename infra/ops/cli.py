@@ -7,8 +7,9 @@ import textwrap
 from pathlib import Path
 from typing import NoReturn, Optional
 
-from infra.ops import checks, promotion, rollback
+from infra.ops import checks, promotion, rollback, rotate, verify
 from infra.ops.errors import BadUsage, OpsError
+from infra.ops.kube import parse_duration
 from infra.ops.stacks import REPO_ROOT
 
 PROG = "python -m infra.ops"
@@ -45,6 +46,17 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more (got {value})")
     return value
+
+
+def _duration(text: str) -> int:
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _no_verify(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-verify", action="store_true", help="do not run `verify` on the stack after the update")
 
 
 def _command(subparsers, name: str, summary: str, description: str, examples: str) -> argparse.ArgumentParser:
@@ -120,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _promotion_arguments(promote, "promote")
     promote.add_argument("--yes", action="store_true", help="do not ask; required when stdin is not a terminal")
+    _no_verify(promote)
 
     roll = _command(
         commands,
@@ -138,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--to", type=_positive, metavar="N", help="update number, as `history` shows it")
     which.add_argument("--steps", type=_positive, metavar="K", help="go back K successful updates")
     roll.add_argument("--yes", action="store_true", help="do not ask; required when stdin is not a terminal")
+    _no_verify(roll)
 
     preflight = _command(
         commands,
@@ -159,7 +173,46 @@ def build_parser() -> argparse.ArgumentParser:
         f"  {PROG} drift --stack production || echo 'drift found'\n",
     )
     drift.add_argument("--stack", required=True, help="stack to check")
+    _verify_and_rotate(commands)
     return parser
+
+
+def _verify_and_rotate(commands) -> None:
+    check = _command(
+        commands,
+        "verify",
+        "check that what the stack deployed runs: rollouts, pods, restarts, secrets, certificates",
+        "Watch the stack's apps on its cluster for a window: each Deployment runs the configured image and "
+        "finished its rollout, every pod of the current revision is Ready, no container restarted since the "
+        "update, ExternalSecrets are synced and Certificates Ready (where those add-ons are on); with --http, "
+        "each app's readiness path answers through the API server's service proxy. A failure ends the watch at "
+        "once; anything still pending when the window ends fails. promote and rollback run it at their end "
+        f"(--no-verify to skip), watching {verify.DEFAULT_WATCH_S}s.",
+        f"  {PROG} verify --stack production\n"
+        f"  {PROG} verify --stack production --apps backend --watch 30m   # soak a release\n",
+    )
+    check.add_argument("--stack", required=True, help="stack to verify (render-mode stacks run nowhere)")
+    check.add_argument("--apps", help="comma-separated apps to verify (default: every app of the stack)")
+    check.add_argument("--watch", type=_duration, default=verify.DEFAULT_WATCH_S, metavar="DURATION",
+                       help=f"how long to watch, e.g. 30s, 5m, 1h; 0 looks once (default: {verify.DEFAULT_WATCH_S}s)")
+    check.add_argument("--http", action="store_true",
+                       help="also probe each app's readiness path through the API server's service proxy "
+                       "(the API server must be able to reach the pods: see docs/operations.md)")
+
+    turn = _command(
+        commands,
+        "rotate",
+        "make an app pick up its rotated secret now: force a sync, wait for the new pods",
+        "Once the new value is in the cloud secret manager: ask External Secrets to sync the app's "
+        "ExternalSecret now (its force-sync annotation), wait until the app's Secret has changed, then wait for "
+        "Reloader to roll the app's Deployment and for the new pods to be Ready. Fails when the Secret did not "
+        "change (the secret manager still holds the old value) or nothing rolls the app.",
+        f"  {PROG} rotate --stack production --app backend\n",
+    )
+    turn.add_argument("--stack", required=True, help="stack the app runs in")
+    turn.add_argument("--app", required=True, help="the app whose secrets were rotated")
+    turn.add_argument("--timeout", type=_duration, default=rotate.DEFAULT_TIMEOUT_S, metavar="DURATION",
+                      help=f"give up after this long (default: {rotate.DEFAULT_TIMEOUT_S // 60}m)")
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -176,13 +229,25 @@ def dispatch(args: argparse.Namespace) -> int:
         return rollback.run_rollback(args.stack, args.to, args.steps, args.yes, work_dir)
     if args.command == "preflight":
         return checks.run_preflight(args.stack, work_dir)
+    if args.command == "verify":
+        return verify.run_verify(args.stack, args.apps, args.watch, args.http, work_dir)
+    if args.command == "rotate":
+        return rotate.run_rotate(args.stack, args.app, args.timeout, work_dir)
     return checks.run_drift(args.stack, work_dir)
+
+
+def verify_after(args: argparse.Namespace) -> int:
+    """promote and rollback end with `verify` of the stack they updated (not after a dry run)."""
+    if args.command not in ("promote", "rollback") or getattr(args, "dry_run", False):
+        return 0
+    stack = args.target if args.command == "promote" else args.stack
+    return verify.verify_after_update(stack, args.work_dir.resolve(), args.no_verify)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return dispatch(args)
+        return dispatch(args) or verify_after(args)
     except OpsError as error:
         kind = "error" if isinstance(error, BadUsage) else "refused"
         print(f"{PROG} {args.command}: {kind}: {error}", file=sys.stderr, flush=True)
