@@ -224,6 +224,9 @@ class EksCluster(pulumi.ComponentResource):
         # IMDSv2 only, one hop: pods cannot reach the node's instance credentials (they use IRSA).
         template = aws.ec2.LaunchTemplate(
             f"{self._prefix}-{pool}",
+            # Here, not in the node group's instanceTypes (which forces a new group): a new template
+            # version rolls the group's nodes in place.
+            instance_type=cfg.machine_type,
             metadata_options={"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 1},
             block_device_mappings=[
                 {"device_name": "/dev/xvda", "ebs": {"volume_size": cfg.disk_size_gb, "volume_type": "gp3", "encrypted": "true"}}
@@ -239,7 +242,6 @@ class EksCluster(pulumi.ComponentResource):
             node_group_name_prefix=f"{pool}-",
             node_role_arn=role.role.arn,
             subnet_ids=subnet_ids,  # private subnets only: nodes get no public IPs
-            instance_types=[cfg.machine_type],
             capacity_type="SPOT" if spot else "ON_DEMAND",
             scaling_config={"min_size": cfg.min_nodes, "max_size": cfg.max_nodes, "desired_size": max(cfg.min_nodes, 1 if not spot else 0)},
             update_config={"max_unavailable": 1},
