@@ -41,6 +41,7 @@ class Registered:
     protect: bool
     dependencies: list[str]
     ignore_changes: list[str] = field(default_factory=list)
+    delete_before_replace: bool = False
 
     @property
     def is_kubernetes_object(self) -> bool:
@@ -216,6 +217,7 @@ class _RecordingMonitor(mocks.MockMonitor):
                     protect=bool(request.protect),
                     dependencies=list(request.dependencies),
                     ignore_changes=list(request.ignoreChanges),
+                    delete_before_replace=bool(request.deleteBeforeReplace),
                 )
             )
         return response

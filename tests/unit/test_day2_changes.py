@@ -199,16 +199,20 @@ def test_pool_size_version_machine_type_cidrs_and_apps_on_spot_change_everything
     _assert_in_place(before, after)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="AKS cannot resize a node pool's VMs (azure-native: AgentPool vmSize forces replacement; Microsoft "
-    "Learn: a pool's VM size cannot change after creation); a replacement under the same agentPoolName cannot be "
-    "created beside the old pool. Needs a design decision (e.g. a new pool name per VM size) - issue 11.",
-)
-def test_aks_machine_type_change_keeps_the_pool():
+def test_aks_machine_type_change_adds_a_new_pool_before_the_old_one_goes():
+    """AKS cannot change a pool's VM size (azure-native: vmSize forces replacement; Microsoft Learn's
+    resize procedure is a new pool, then drain and delete the old one). The pool name carries the size,
+    so Pulumi's default create-before-delete replacement is that procedure: both names coexist."""
     before = simulated("production", {"cloud": "aks"})
     after = simulated("production", {"cloud": "aks", "aks.nodePools.workload.machineType": MACHINE_TYPES["aks"]})
-    _assert_in_place(before, after)
+    assert lost(before, after) == []
+    pool = "azure-native:containerservice:AgentPool"
+    old, new = before.one(pool, "cluster-workload"), after.one(pool, "cluster-workload")
+    assert old.inputs["agentPoolName"] != new.inputs["agentPoolName"]
+    assert [p for p in replacements(before, after) if "cluster-workload" not in p] == []
+    assert new.delete_before_replace is False  # the new pool exists before the old one is deleted
+    assert len(new.inputs["agentPoolName"]) <= 12 and new.inputs["agentPoolName"].isalnum()
+    assert new.inputs["nodeLabels"] == old.inputs["nodeLabels"]  # workloads still find the pool by label
 
 
 def test_the_check_catches_a_pool_change_that_replaces_the_pool():

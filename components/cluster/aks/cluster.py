@@ -3,6 +3,7 @@ with network policy, Key Vault KMS secrets encryption, plus managed identities a
 from __future__ import annotations
 
 import base64
+import hashlib
 import ipaddress
 from dataclasses import dataclass
 from typing import Optional
@@ -66,6 +67,12 @@ class AzureDnsZone:
                 }
             },
         }
+
+
+def agent_pool_name(pool: str, vm_size: str) -> str:
+    """`workload` + 4 hex digits of the VM size: at most 12 lowercase alphanumerics, as AKS requires
+    of Linux pools, and a different name for each size so old and new pools can coexist."""
+    return pool + hashlib.sha256(vm_size.encode()).hexdigest()[:4]
 
 
 def _server_and_ca(kubeconfig_b64: str) -> tuple[str, str]:
@@ -298,13 +305,15 @@ class AksCluster(pulumi.ComponentResource):
         )
         return azure.containerservice.AgentPool(
             f"{self._prefix}-{pool}",
-            agent_pool_name=pool,
+            agent_pool_name=agent_pool_name(pool, cfg.machine_type),
             resource_name_=self.cluster.name,
             resource_group_name=self._settings.resource_group,
             mode="User",
             node_labels={POOL_LABEL: pool},
             **profile,
             **extra,
+            # A new VM size is a new pool name: Pulumi creates the new pool before deleting the old one,
+            # which drains it - Microsoft's resize procedure, since AKS cannot change a pool's VM size.
             opts=pulumi.ResourceOptions.merge(self._child, pulumi.ResourceOptions(ignore_changes=["count"])),
         )
 
