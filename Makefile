@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 CHECKOV_VENV := .venv-checkov
+LINT_VENV := .venv-lint
 STATE := $(CURDIR)/.state
 STACK ?= local
 
@@ -29,7 +30,7 @@ endif
 TOOLCHAIN_BIN = $(shell bash toolchain/build.sh --print-bin $(if $(USER_PULUMI),--only cluster) 2>/dev/null)
 WITH_TOOLCHAIN = PATH="$(if $(USER_PULUMI),$$PATH:$(TOOLCHAIN_BIN),$(TOOLCHAIN_BIN):$$PATH)" VIRTUAL_ENV=$(CURDIR)/$(VENV)
 
-.PHONY: help venv checkov toolchain test test-fast up preview destroy ops render cluster-up cluster-down bench docs
+.PHONY: help venv checkov lint-tools toolchain test test-fast up preview destroy ops render cluster-up cluster-down bench docs
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -48,10 +49,18 @@ $(CHECKOV_VENV)/.installed: tests/requirements-checkov.txt
 
 checkov: $(CHECKOV_VENV)/.installed ## checkov in its own virtualenv (its pins clash with Pulumi's)
 
+$(LINT_VENV)/.installed: tests/requirements-lint.txt
+	@test -x $(LINT_VENV)/bin/python || $(PYTHON) -m venv $(LINT_VENV)
+	$(LINT_VENV)/bin/pip install -q --disable-pip-version-check -r tests/requirements-lint.txt
+	GOBIN=$(CURDIR)/$(LINT_VENV)/bin go install $$(sed -n 's/^# go install //p' tests/requirements-lint.txt)
+	@touch $@
+
+lint-tools: $(LINT_VENV)/.installed ## pipeline linters (actionlint, shellcheck, check-jsonschema) in .venv-lint
+
 toolchain: ## Pulumi engine + local Kubernetes API from Go modules (cached outside the repo)
 	@$(TOOLCHAIN_BUILD) >/dev/null
 
-test: venv checkov toolchain ## the whole suite: unit (mocks), policy, engine (real Pulumi + local API)
+test: venv checkov lint-tools toolchain ## the whole suite: unit (mocks), policy, engine (real Pulumi + local API)
 	$(WITH_TOOLCHAIN) CLIPPER_REQUIRE_ENGINE=1 $(PY) -m pytest
 
 test-fast: venv ## unit and policy tests only: no engine, no checkov
