@@ -4,7 +4,8 @@
 #
 #   toolchain/build.sh                   build what is missing (engine + cluster), print bin dir
 #   toolchain/build.sh --only engine     pulumi, pulumi-language-python(-exec), pulumi-resource-kubernetes
-#   toolchain/build.sh --only cluster    etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok
+#   toolchain/build.sh --only cluster    etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok,
+#                                        helm (what the tests use besides the engine)
 #   toolchain/build.sh --print-bin       print the bin dir; exit 1 if something is missing (no build)
 #   toolchain/build.sh --update-modules  rewrite modules/*/go.mod+go.sum from versions.env (needs network)
 #
@@ -57,6 +58,14 @@ kube_minor=$(echo "$kube_version" | cut -d. -f2)      # 33
 kube_staging=v0.${kube_version#v1.}                   # v0.33.13
 etcd_version=$ETCD_VERSION
 kwok_version=$KWOK_VERSION
+# Helm is not pinned in versions.env: the CLI is built from the Helm library version the
+# Kubernetes provider module requires, so `helm template` renders charts as helm.v4.Chart does.
+provider_requires() { # module -> the version modules/kubernetes-provider/go.mod requires
+  awk -v m="$1" '($1 == m && $2 ~ /^v/) {print $2} ($1 == "require" && $2 == m) {print $3}' \
+    "$here/modules/kubernetes-provider/go.mod" | head -n1
+}
+helm_version=$(provider_requires helm.sh/helm/v3)
+[ -n "$helm_version" ] || die "modules/kubernetes-provider/go.mod does not require helm.sh/helm/v3"
 
 # ---- Go environment -----------------------------------------------------------
 command -v go >/dev/null || die "go is not installed"
@@ -68,7 +77,7 @@ export GOTOOLCHAIN=local
 # each wrapper module still pins every hash.
 export GONOSUMDB=${GONOSUMDB:+$GONOSUMDB,}github.com/pulumi
 
-modules=(pulumi language-python kubernetes-provider kube etcd kwok)
+modules=(pulumi language-python kubernetes-provider kube etcd kwok helm) # helm after kubernetes-provider
 
 # ---- --update-modules: versions.env -> go.mod/go.sum ----------------------------
 if [ "$update_modules" = 1 ]; then
@@ -90,6 +99,20 @@ if [ "$update_modules" = 1 ]; then
         (cd "$d" && go mod edit "${args[@]}") ;;
       etcd) (cd "$d" && go mod edit -require=go.etcd.io/etcd/server/v3@"$etcd_version") ;;
       kwok) (cd "$d" && go mod edit -require=sigs.k8s.io/kwok@"$kwok_version") ;;
+      helm)
+        # Helm at the provider's version, and every module both build lists share (sprig, semver,
+        # yaml, apimachinery...) at the provider's version too, until tidy changes nothing more.
+        (cd "$d" && go mod edit -require=helm.sh/helm/v3@"$helm_version" && go mod tidy)
+        for _ in 1 2 3 4 5; do
+          args=()
+          while read -r m v; do
+            pv=$(provider_requires "$m")
+            if [ -n "$pv" ] && [ "$pv" != "$v" ]; then args+=(-require="$m@$pv"); fi
+          done < <(awk '($1 !~ /^(module|go|require|tool|replace|\))$/ && $2 ~ /^v/) {print $1, $2}
+                        ($1 == "require" && $3 ~ /^v/) {print $2, $3}' "$d/go.mod")
+          [ ${#args[@]} -gt 0 ] || break
+          (cd "$d" && go mod edit "${args[@]}" && go mod tidy)
+        done ;;
     esac
     (cd "$d" && go mod tidy)
   done
@@ -110,7 +133,7 @@ key_dir=$cache_root/toolchain/$key
 bin=$key_dir/bin
 
 engine_bins=(pulumi pulumi-language-python pulumi-language-python-exec pulumi-resource-kubernetes)
-cluster_bins=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+cluster_bins=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok helm)
 case $only in
   engine) wanted=("${engine_bins[@]}") ;;
   cluster) wanted=("${cluster_bins[@]}") ;;
@@ -159,6 +182,7 @@ grep -q "k8s.io/apiserver => k8s.io/apiserver $kube_staging" "$here/modules/kube
   die "modules/kube/go.mod does not replace the staging modules with $kube_staging; run toolchain/build.sh --update-modules"
 check etcd go.etcd.io/etcd/server/v3 "$etcd_version"
 check kwok sigs.k8s.io/kwok "$kwok_version"
+check helm helm.sh/helm/v3 "$helm_version"
 
 # name module package ldflags  (in build order)
 kv=k8s.io/component-base/version
@@ -177,6 +201,10 @@ if [ "$only" != engine ]; then
   steps+=("kube-controller-manager|kube|k8s.io/kubernetes/cmd/kube-controller-manager|$kube_ld")
   steps+=("kube-scheduler|kube|k8s.io/kubernetes/cmd/kube-scheduler|$kube_ld")
   steps+=("kwok|kwok|sigs.k8s.io/kwok/cmd/kwok|")
+  # As Helm's own release builds stamp it, with the cluster's minor as the default Kubernetes
+  # version (tests pass --kube-version anyway).
+  hv=helm.sh/helm/v3
+  steps+=("helm|helm|$hv/cmd/helm|-X $hv/internal/version.version=$helm_version -X $hv/internal/version.gitTreeState=clean -X $hv/pkg/chartutil.k8sVersionMajor=1 -X $hv/pkg/chartutil.k8sVersionMinor=$kube_minor -X $hv/pkg/lint/rules.k8sVersionMajor=1 -X $hv/pkg/lint/rules.k8sVersionMinor=$kube_minor")
 fi
 
 # Extra files a module needs beside its sources, copied from the module cache.
