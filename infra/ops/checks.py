@@ -12,7 +12,7 @@ import pulumi
 import yaml
 from pulumi import automation as auto
 
-from infra.ops import console, stacks
+from infra.ops import console, reach, stacks
 from infra.ops.errors import OpsError, Refused
 from infra.ops.stack_config import StackConfig, plain_project_settings, project_setting
 
@@ -190,6 +190,57 @@ def check_pending_operations(stack: auto.Stack) -> CheckResult:
     )
 
 
+API_CHECK = "Kubernetes API"
+
+
+def kubernetes_endpoint(stack: auto.Stack, config: StackConfig, work_dir: Path) -> tuple[Optional[reach.Endpoint], str]:
+    """The API server this stack deploys to and where that came from, or (None, why there is none).
+    Raises reach.EndpointError when the stack names an endpoint that cannot be worked out."""
+    cloud = project_setting(config, "cloud", "existing")
+    path = stacks.stack_file(stack)
+    stack_file = path.name if path else f"the config of stack {stack.name}"
+    if cloud == "existing":
+        existing = project_setting(config, "existing", {}) or {}
+        if existing.get("mode", "cluster") == "render":
+            return None, "none: render mode writes manifests and reaches no cluster"
+        if existing.get("kubeconfig"):
+            kubeconfig = Path(os.path.expanduser(existing["kubeconfig"]))
+            kubeconfig = kubeconfig if kubeconfig.is_absolute() else work_dir / kubeconfig  # as the program reads it
+            origin = f"clipper:existing.kubeconfig in {stack_file}"
+        elif os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]:
+            kubeconfig = Path(os.environ["KUBECONFIG"].split(os.pathsep)[0])
+            origin = f"$KUBECONFIG: {stack_file} sets no clipper:existing.kubeconfig"
+        else:
+            kubeconfig = Path.home() / ".kube" / "config"
+            origin = f"the default: {stack_file} sets no clipper:existing.kubeconfig, $KUBECONFIG is unset"
+        return reach.read_kubeconfig(kubeconfig, existing.get("context"), origin), ""
+    kubeconfig_output = stacks.outputs(stack).get("kubeconfig")
+    if not kubeconfig_output:
+        return None, (f"none yet: {cloud} stack with no deployed cluster; its first `pulumi up` creates one "
+                      "(docs/clouds.md says how that up reaches the API)")
+    try:
+        document = yaml.safe_load(kubeconfig_output) if isinstance(kubeconfig_output, str) else kubeconfig_output
+    except yaml.YAMLError as error:
+        raise reach.EndpointError(f"output kubeconfig of stack {stack.name} is not YAML: {error}") from None
+    return reach.from_kubeconfig(document, None, f"output kubeconfig of stack {stack.name}, from its last update"), ""
+
+
+def check_reachable(stack: auto.Stack, config: StackConfig, work_dir: Path, timeout: float = reach.TIMEOUT_S) -> CheckResult:
+    try:
+        endpoint, none_because = kubernetes_endpoint(stack, config, work_dir)
+    except reach.EndpointError as error:
+        return CheckResult(API_CHECK, False, f"cannot be located: {error}")
+    if endpoint is None:
+        return CheckResult(API_CHECK, True, none_because)
+    probe = reach.probe(endpoint, timeout)
+    if probe.reachable:
+        return CheckResult(API_CHECK, True, f"{endpoint.server} answers: {probe.detail} in {probe.seconds:.2f} s ({endpoint.source})")
+    return CheckResult(
+        API_CHECK, False,
+        f"{endpoint.server} unreachable: {probe.detail} (after {probe.seconds:.1f} s; endpoint from {endpoint.source})",
+    )
+
+
 def _guarded(check: str, run: Callable[[], list[CheckResult]]) -> list[CheckResult]:
     try:
         return run()
@@ -201,13 +252,21 @@ def _guarded(check: str, run: Callable[[], list[CheckResult]]) -> list[CheckResu
 
 def run_preflight(stack_name: str, work_dir: Path) -> int:
     stack = stacks.open_stack(stack_name, work_dir)
-    results: list[CheckResult] = []
+    config = stacks.read_config(stack)
+    # First and alone: against an API server that does not answer, the preview would only wait
+    # on it and fail later, at length. So one NO-GO line, now, and nothing else runs.
+    console.step(f"Kubernetes API of {stack.name} (TCP, TLS, /readyz; {reach.TIMEOUT_S:g} s timeout each)")
+    api = _guarded(API_CHECK, lambda: [check_reachable(stack, config, work_dir)])
+    if not api[0].go:
+        console.say(f"{stack.name}: NO-GO: {api[0].check} {api[0].detail}; no other check run")
+        return 1
+    results: list[CheckResult] = list(api)
     console.step("toolchain")
     results += _guarded("toolchain", lambda: check_toolchain(stack))
     console.step(f"config of {stack.name} under mocks")
     results += _guarded("config validates", lambda: [check_config(stack, work_dir)])
     console.step(f"preview of {stack.name} with the policy pack")
-    policies = stacks.policy_options(stack.name, stacks.read_config(stack), work_dir)
+    policies = stacks.policy_options(stack.name, config, work_dir)
     results += _guarded("preview", lambda: check_preview(stack, policies))
     console.step(f"state of {stack.name}")
     results += _guarded("no pending operations", lambda: [check_pending_operations(stack)])
