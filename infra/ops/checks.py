@@ -241,6 +241,17 @@ def check_reachable(stack: auto.Stack, config: StackConfig, work_dir: Path, time
     )
 
 
+DRILL_CHECK = "rollback drill"
+
+
+def check_rollback_drill(stack: auto.Stack, work_dir: Path) -> CheckResult:
+    """`rollback --steps 1 --dry-run`: the previous successful update can be deployed again as it ran
+    (its commit is in the repository, its tree was clean, the preview passes). Writes nothing."""
+    from infra.ops import rollback  # only when the drill is asked for
+
+    return CheckResult(DRILL_CHECK, True, rollback.drill(stack, work_dir))
+
+
 def _guarded(check: str, run: Callable[[], list[CheckResult]]) -> list[CheckResult]:
     try:
         return run()
@@ -250,7 +261,7 @@ def _guarded(check: str, run: Callable[[], list[CheckResult]]) -> list[CheckResu
         return [CheckResult(check, False, str(stacks.engine_failure(check, error)))]
 
 
-def run_preflight(stack_name: str, work_dir: Path) -> int:
+def run_preflight(stack_name: str, work_dir: Path, rollback_drill: bool = False) -> int:
     stack = stacks.open_stack(stack_name, work_dir)
     config = stacks.read_config(stack)
     # First and alone: against an API server that does not answer, the preview would only wait
@@ -270,6 +281,9 @@ def run_preflight(stack_name: str, work_dir: Path) -> int:
     results += _guarded("preview", lambda: check_preview(stack, policies))
     console.step(f"state of {stack.name}")
     results += _guarded("no pending operations", lambda: [check_pending_operations(stack)])
+    if rollback_drill:
+        console.step(f"rollback drill of {stack.name} (rollback --steps 1 --dry-run)")
+        results += _guarded(DRILL_CHECK, lambda: [check_rollback_drill(stack, work_dir)])
     go = all(r.go for r in results)
     console.say()
     console.say(console.table(["check", "result", "detail"], [(r.check, "GO" if r.go else "NO-GO", r.detail) for r in results]))

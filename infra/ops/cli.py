@@ -137,19 +137,28 @@ def build_parser() -> argparse.ArgumentParser:
     roll = _command(
         commands,
         "rollback",
-        "deploy an earlier successful update's config again",
+        "deploy an earlier successful update again: its config, and its program as of its git commit",
         "Restore exactly the config of an earlier successful `update` (every key, secrets included and "
-        "re-encrypted with the stack's secrets provider; keys added since are removed), preview, confirm, "
-        "then `up` with the message `rollback S to update N (<time>)`. The program that runs is today's "
-        "(HEAD); the command says so when that update ran at another commit. --steps K walks back K "
-        "successful updates from the newest update (--steps 1 undoes the last update, failed or not).",
+        "re-encrypted with the stack's secrets provider; keys added since are removed) and run the program "
+        "as of the git commit that update ran (a temporary git worktree of it), so the result equals that "
+        "update: preview, confirm, then `up` with the message `rollback S to update N (<time>) at commit C`. "
+        "Refused when the commit is not in the repository, or when that update ran with uncommitted changes "
+        "(unless --allow-dirty). --program head runs today's program with the old config instead. --dry-run "
+        "prints the config and program differences and the preview, and changes nothing. --steps K walks back "
+        "K successful updates from the newest update (--steps 1 undoes the last update, failed or not).",
+        f"  {PROG} rollback --stack production --steps 1 --dry-run\n"
         f"  {PROG} rollback --stack production --steps 1\n"
-        f"  {PROG} rollback --stack production --to 12 --yes\n",
+        f"  {PROG} rollback --stack production --to 12 --program head --yes\n",
     )
     roll.add_argument("--stack", required=True, help="stack to roll back")
     which = roll.add_mutually_exclusive_group(required=True)
     which.add_argument("--to", type=_positive, metavar="N", help="update number, as `history` shows it")
     which.add_argument("--steps", type=_positive, metavar="K", help="go back K successful updates")
+    roll.add_argument("--program", choices=[rollback.PROGRAM_COMMIT, rollback.PROGRAM_HEAD], default=rollback.PROGRAM_COMMIT,
+                      help="commit (default): the program as of that update's git commit; head: today's program")
+    roll.add_argument("--allow-dirty", action="store_true",
+                      help="roll back to an update that ran with uncommitted changes (runs its commit as committed)")
+    roll.add_argument("--dry-run", action="store_true", help="print the differences and the preview; change nothing")
     roll.add_argument("--yes", action="store_true", help="do not ask; required when stdin is not a terminal")
     _no_verify(roll)
 
@@ -163,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
         f"  {PROG} preflight --stack production\n",
     )
     preflight.add_argument("--stack", required=True, help="stack to check")
+    preflight.add_argument("--rollback-drill", action="store_true",
+                           help="also dry-run a rollback to the previous successful update (rollback --steps 1 --dry-run)")
 
     drift = _command(
         commands,
@@ -226,9 +237,11 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "promote":
         return promotion.run_promote(args.source, args.target, args.apps, args.yes, work_dir)
     if args.command == "rollback":
-        return rollback.run_rollback(args.stack, args.to, args.steps, args.yes, work_dir)
+        return rollback.run_rollback(
+            args.stack, args.to, args.steps, args.yes, work_dir, args.program, args.allow_dirty, args.dry_run
+        )
     if args.command == "preflight":
-        return checks.run_preflight(args.stack, work_dir)
+        return checks.run_preflight(args.stack, work_dir, args.rollback_drill)
     if args.command == "verify":
         return verify.run_verify(args.stack, args.apps, args.watch, args.http, work_dir)
     if args.command == "rotate":

@@ -8,12 +8,15 @@ back as `Refused` with the engine's own error lines; the full output was streame
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
 
+import yaml
 from pulumi import automation as auto
 
 from infra.ops import console
@@ -36,9 +39,9 @@ LOCAL_STACK_PREFIX = "local-"
 EngineEvents = Callable[[auto.EngineEvent], None]
 
 
-def _workspace(work_dir: Path) -> auto.LocalWorkspace:
+def _workspace(work_dir: Path, env: Optional[dict[str, str]] = None) -> auto.LocalWorkspace:
     try:
-        return auto.LocalWorkspace(work_dir=str(work_dir))
+        return auto.LocalWorkspace(work_dir=str(work_dir), env_vars=env)
     except FileNotFoundError as error:
         raise Refused(
             "the pulumi CLI is not on PATH: build it with toolchain/build.sh and put its bin dir on PATH "
@@ -46,9 +49,10 @@ def _workspace(work_dir: Path) -> auto.LocalWorkspace:
         ) from error
 
 
-def open_stack(name: str, work_dir: Path = REPO_ROOT) -> auto.Stack:
-    """Select an existing stack; an unknown name is bad usage (exit 2) listing the known ones."""
-    workspace = _workspace(work_dir)
+def open_stack(name: str, work_dir: Path = REPO_ROOT, env: Optional[dict[str, str]] = None) -> auto.Stack:
+    """Select an existing stack; an unknown name is bad usage (exit 2) listing the known ones.
+    `env` is added to the environment of every CLI run of that workspace."""
+    workspace = _workspace(work_dir, env)
     try:
         return auto.Stack.select(name, workspace)
     except auto.StackNotFoundError:
@@ -78,19 +82,28 @@ def read_config(stack: auto.Stack) -> StackConfig:
     return parse_config(json.loads(_cli(stack, ["config", "--json", "--show-secrets"]) or "{}"))
 
 
-def write_config(stack: auto.Stack, entries: StackConfig, remove: Sequence[str] = ()) -> None:
-    """Remove `remove`, then set `entries` (secrets re-encrypted by the stack's secrets provider).
+def write_config(
+    stack: auto.Stack, entries: StackConfig, remove: Sequence[str] = (), config_file: Optional[Path] = None
+) -> None:
+    """Remove `remove`, then set `entries` (secrets re-encrypted by the stack's secrets provider),
+    in the stack file, or in `config_file` (`pulumi config --config-file`) when given.
 
     Entries that merely restate a Pulumi.yaml default the stack file does not set are skipped, and
     so are removals of keys the stack file does not set.
     """
-    explicit = set((stack.workspace.stack_settings(stack.name).config or {}).keys())
+    if config_file is None:
+        explicit = set((stack.workspace.stack_settings(stack.name).config or {}).keys())
+        into: list[str] = []
+    else:
+        document = yaml.safe_load(config_file.read_text()) if config_file.is_file() else None
+        explicit = set(((document or {}).get("config") or {}).keys())
+        into = ["--config-file", str(config_file)]
     remove = [key for key in remove if key in explicit]  # a default-only key has nothing to remove
     if remove:
-        stack.remove_all_config(remove)
+        _cli(stack, ["config", "rm-all", *remove, *into])
     entries = without_implicit_defaults(entries, project_defaults(Path(stack.workspace.work_dir) / "Pulumi.yaml"), explicit)
     if entries:
-        _cli(stack, ["config", "set-all", "--json", config_json(entries)])
+        _cli(stack, ["config", "set-all", "--json", config_json(entries), *into])
 
 
 @dataclass
@@ -135,6 +148,19 @@ def staged_config(stack: auto.Stack, entries: StackConfig, remove: Sequence[str]
                 write_config(stack, restore.wanted, restore.remove)
 
 
+@contextmanager
+def config_copy(stack: auto.Stack, entries: StackConfig, remove: Sequence[str] = ()) -> Iterator[Path]:
+    """A temporary copy of the stack file with `entries` set and `remove` removed, for a preview
+    with `config_file=`: the stack file itself is never written."""
+    path = stack_file(stack)
+    with tempfile.TemporaryDirectory(prefix="clipper-config-") as directory:
+        copy = Path(directory) / (path.name if path else f"Pulumi.{stack.name.rsplit('/', 1)[-1]}.yaml")
+        if path is not None:
+            shutil.copyfile(path, copy)
+        write_config(stack, entries, remove, config_file=copy)
+        yield copy
+
+
 def environment_of(config: StackConfig) -> str:
     return str(project_setting(config, "environment", "") or "")
 
@@ -175,6 +201,8 @@ def engine_failure(what: str, error: auto.CommandError) -> Refused:
 def preview(
     stack: auto.Stack, policies: dict, on_event: Optional[EngineEvents] = None
 ) -> auto.PreviewResult:
+    """`policies`: keyword arguments for the engine (`policy_options`, and `config_file` for config
+    read from another file than the stack file)."""
     try:
         return stack.preview(on_output=console.engine_output, on_event=on_event, diff=False, **policies)
     except auto.CommandError as error:
