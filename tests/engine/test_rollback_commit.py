@@ -113,7 +113,7 @@ def test_rollback_runs_the_commit_and_renders_exactly_v1(project):
     assert newest.message == f"rollback {STACK} to update 1 ({v1.start_time:%Y-%m-%d %H:%M:%S} UTC) at commit {project.a[:12]}"
     assert (newest.result, newest.git_head, newest.git_dirty) == ("succeeded", project.a, False)
     assert newest.config == v1.config
-    # The checkout is as it was: still at B, clean, one worktree; the stack file holds v1's config.
+    # The checkout is as it was (still at B, no worktree left) but for its stack file: v1's config.
     assert project.git("rev-parse", "HEAD") == project.b
     assert project.git("status", "--porcelain") == f"M Pulumi.{STACK}.yaml"
     assert project.worktrees() == [f"worktree {project.dir}"]
