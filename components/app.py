@@ -19,10 +19,9 @@ from components.addons.external_secrets import SecretSync
 from components.addons.ingress import IngressController, Route
 from components.addons.reloader import reload_annotations
 from components.cluster.base import CLIPPER_SPOT, SpotPlacement
-from components.meta import app_selector, platform_labels
+from components.meta import APP_LABEL, app_selector, platform_labels
 from components.settings import ImageRef, Port, ResourceRequirements, Settings
 
-APP_LABEL = "clipper.dev/app"  # on the app's pods and its migration pods: what NetworkPolicies select
 
 
 class ProbeSettings(Settings):

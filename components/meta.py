@@ -16,6 +16,9 @@ def platform_labels(component: str, name: str | None = None) -> dict[str, str]:
     return labels
 
 
+APP_LABEL = "clipper.dev/app"  # on the app's pods and its migration pods: what NetworkPolicies select
+
+
 def app_selector(app: str) -> dict[str, str]:
     """The stable subset of labels that selects an app's pods (selectors are immutable)."""
     return {"app.kubernetes.io/name": app, "app.kubernetes.io/part-of": PART_OF}

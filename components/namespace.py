@@ -9,7 +9,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pydantic import Field
 
-from components.meta import app_selector, platform_labels
+from components.meta import APP_LABEL, app_selector, platform_labels
 from components.network_policy import DnsSettings, default_deny, dns_egress, egress_to, in_namespace, ingress_from, ip_blocks
 from components.settings import ComputeResources, CpuQuantity, DnsLabel, MemoryQuantity, Port, Settings
 
@@ -63,12 +63,13 @@ class EgressRule(Settings):
 
 class NetworkSettings(Settings):
     dns: DnsSettings = DnsSettings()
-    control_plane_cidrs: list[Cidr] = Field(
-        default=["0.0.0.0/0"],
+    control_plane_cidrs: Optional[list[Cidr]] = Field(
+        default=None,
         min_length=1,
         description="Where the Kubernetes API server connects from and listens: add-on controllers may reach it "
-        "on 443/6443, and it may call their webhooks. Narrow it to the control plane's range where the cloud "
-        "publishes one (GKE masterIpv4CidrBlock, the EKS VPC, the AKS API server subnet).",
+        "on 443/6443, and it may call their webhooks. Unset: webhooks admit only the control plane range the "
+        "cluster knows (GKE controlPlaneCidr, the AKS API server subnet with VNet Integration), else anywhere; "
+        "controllers may reach 443/6443 anywhere.",
     )
     app_traffic: list[AppTraffic] = []
     egress: list[EgressRule] = []
@@ -88,6 +89,8 @@ class NamespaceBaselineArgs:
     settings: NamespaceSettings
     dns: DnsSettings
     ingress_namespace: Optional[str] = None
+    # The pods there that carry traffic to the apps (Envoy's proxies, not its controller); None: all.
+    ingress_pods: Optional[dict[str, str]] = None
     exposed: list[ExposedApp] = field(default_factory=list)
     app_traffic: list[AppTraffic] = field(default_factory=list)
     egress: list[EgressRule] = field(default_factory=list)
@@ -179,10 +182,13 @@ class NamespaceBaseline(pulumi.ComponentResource):
         self._policy("default-deny", default_deny())
         self._policy("allow-dns", dns_egress(args.dns))
         if args.ingress_namespace:
+            proxies = in_namespace(args.ingress_namespace)
+            if args.ingress_pods:
+                proxies["podSelector"] = {"matchLabels": args.ingress_pods}
             for exposed in args.exposed:
                 self._policy(
                     f"allow-ingress-to-{exposed.app}",
-                    ingress_from([in_namespace(args.ingress_namespace)], [exposed.port], {"matchLabels": app_selector(exposed.app)}),
+                    ingress_from([proxies], [exposed.port], {"matchLabels": app_selector(exposed.app)}),
                 )
             if args.acme_http01:
                 # cert-manager answers HTTP-01 challenges from solver pods it starts in this namespace;
@@ -190,7 +196,7 @@ class NamespaceBaseline(pulumi.ComponentResource):
                 self._policy(
                     "allow-ingress-to-acme-solvers",
                     ingress_from(
-                        [in_namespace(args.ingress_namespace)],
+                        [proxies],
                         [ACME_SOLVER_PORT],
                         {"matchLabels": {ACME_SOLVER_LABEL: "true"}},
                     ),
@@ -203,7 +209,7 @@ class NamespaceBaseline(pulumi.ComponentResource):
             self._policy(f"{name}-egress", egress_to([{"podSelector": target}], [rule.port], source))
         for rule in args.egress:
             selector = (
-                {"matchExpressions": [{"key": "app.kubernetes.io/name", "operator": "In", "values": list(rule.apps)}]}
+                {"matchExpressions": [{"key": APP_LABEL, "operator": "In", "values": list(rule.apps)}]}
                 if rule.apps
                 else {}
             )

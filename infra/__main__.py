@@ -35,6 +35,7 @@ dns_zone = cluster.dns_zone(cfg.dns) if cfg.dns else None
 
 app_network = dict(
     ingress_namespace=cfg.ingress_namespace,
+    ingress_pods=cfg.ingress_pods,
     exposed=[ExposedApp(name, app.port) for name, app in public_apps.items()],
     app_traffic=cfg.network.app_traffic,
     egress=cfg.network.egress,
@@ -54,7 +55,7 @@ after_namespace = pulumi.ResourceOptions.merge(
 NamespaceAccess("access", NamespaceAccessArgs(namespace=cfg.app_namespace, settings=cfg.rbac), after_namespace)
 
 # --- add-ons: cert-manager first, it issues the ingress controllers' own certificates -------------
-network = ClusterNetwork(dns=cfg.network.dns, control_plane_cidrs=tuple(cfg.network.control_plane_cidrs))
+network = ClusterNetwork.around(cluster, cfg.network.dns, cfg.network.control_plane_cidrs)
 listeners = [Listener(cfg.app_namespace, app.host, f"{name}-tls") for name, app in public_apps.items()]
 identities = {}  # in-cluster workloads' cloud identities
 cert_manager = None

@@ -17,7 +17,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from components.addons.cert_manager import CertManagerSettings
 from components.addons.external_secrets import ExternalSecretsSettings
 from components.addons.helm_addon import AddonSettings, chart_source_problems
-from components.addons.ingress import EnvoyGatewaySettings, IngressNginxSettings, IngressSettings
+from components.addons.ingress import ENVOY_PROXY_PODS, EnvoyGatewaySettings, IngressNginxSettings, IngressSettings
 from components.addons.metrics_server import CLOUDS_WITH_METRICS_SERVER, MetricsServerSettings
 from components.addons.reloader import ReloaderSettings
 from components.app import AppSettings
@@ -199,6 +199,11 @@ class PlatformConfig(Settings):
     def ingress_namespace(self) -> str:
         addon = self.addons.envoy_gateway if self.ingress.controller == "gateway" else self.addons.ingress_nginx
         return addon.namespace
+
+    @property
+    def ingress_pods(self) -> Optional[dict[str, str]]:
+        """The pods of `ingress_namespace` that carry traffic to the apps (None: all of them)."""
+        return ENVOY_PROXY_PODS if self.ingress.controller == "gateway" else None
 
     @property
     def is_production(self) -> bool:

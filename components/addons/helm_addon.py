@@ -11,7 +11,7 @@ import os
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -31,6 +31,9 @@ from components.network_policy import (
     ip_blocks,
 )
 from components.settings import DnsLabel, Settings, deep_merge
+
+if TYPE_CHECKING:
+    from components.cluster.base import Cluster
 
 # A folder of charts laid out as `<chart>-<version>/` (or `<chart>-<version>.tgz`): an air-gapped
 # mirror, or the test data. When set, every add-on installs from it instead of its repository.
@@ -113,9 +116,18 @@ class ClusterNetwork:
     """What add-on policies need to know about the cluster around them."""
 
     dns: DnsSettings
-    # Where the API server connects from (webhooks) and listens (controllers' watches). Clouds
-    # don't give the control plane a pod label, so it is addressed by CIDR.
+    # Where the API server listens (controllers' watches) and calls webhooks from. Clouds don't
+    # give the control plane a pod label, so it is addressed by CIDR.
     control_plane_cidrs: tuple[str, ...] = (ANYWHERE,)
+    webhook_callers: tuple[str, ...] = (ANYWHERE,)
+
+    @classmethod
+    def around(cls, cluster: Cluster, dns: DnsSettings, configured: Optional[list[str]]) -> ClusterNetwork:
+        """The configured control plane ranges, else: webhooks admit the range the cluster knows (if
+        any), and controllers reach the API server anywhere (its address may sit outside that range)."""
+        if configured:
+            return cls(dns, tuple(configured), tuple(configured))
+        return cls(dns, (ANYWHERE,), cluster.control_plane_cidrs or (ANYWHERE,))
 
 
 @dataclass(frozen=True)
@@ -126,6 +138,7 @@ class AddonTraffic:
     public_ports: tuple[int, ...] = ()  # served to anyone (load-balanced proxies)
     internet_ports: tuple[int, ...] = (443,)  # egress to ACME, cloud APIs, kubelets...
     to_namespaces: dict[str, tuple[int, ...]] = field(default_factory=dict)  # e.g. a proxy to the app namespace
+    senders: Optional[dict[str, str]] = None  # labels of the pods that send to_namespaces traffic; None: all
     within_namespace: bool = False  # e.g. Envoy proxies and their controller
 
 
@@ -185,13 +198,15 @@ class HelmAddon(pulumi.ComponentResource):
             "allow-api-server": egress_to(control_plane, API_SERVER_PORTS),
         }
         if t.webhook_ports:
-            specs["allow-webhooks-from-api-server"] = ingress_from(control_plane, t.webhook_ports)
+            specs["allow-webhooks-from-api-server"] = ingress_from(ip_blocks(net.webhook_callers), t.webhook_ports)
         if t.public_ports:
             specs["allow-public-ingress"] = ingress_from([], t.public_ports)
         if t.internet_ports:
             specs["allow-internet-egress"] = egress_to(ip_blocks([ANYWHERE]), t.internet_ports)
         for target, ports in sorted(t.to_namespaces.items()):
-            specs[f"allow-egress-to-{target}"] = egress_to([in_namespace(target)], ports)
+            specs[f"allow-egress-to-{target}"] = egress_to(
+                [in_namespace(target)], ports, {"matchLabels": t.senders} if t.senders else None
+            )
         if t.within_namespace:
             same = [{"podSelector": {}}]
             specs["allow-within-namespace"] = {

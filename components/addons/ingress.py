@@ -19,6 +19,10 @@ from components.meta import platform_labels
 from components.namespace import ACME_SOLVER_PORT
 from components.settings import DnsLabel, Settings
 
+# The labels Envoy Gateway puts on the proxy pods it creates for each Gateway: only they, not the
+# controller beside them, may reach the apps and the HTTP-01 solvers.
+ENVOY_PROXY_PODS = {"app.kubernetes.io/managed-by": "envoy-gateway", "app.kubernetes.io/component": "proxy"}
+
 
 class IngressSettings(Settings):
     controller: Literal["nginx", "gateway"] = Field(
@@ -225,6 +229,7 @@ class GatewayIngress(pulumi.ComponentResource):
             public_ports=(10080, 10443),
             internet_ports=(),
             to_namespaces=_to_apps(args),
+            senders=ENVOY_PROXY_PODS,
             within_namespace=True,  # proxies fetch their configuration from the controller (xDS)
         )
         self.addon = HelmAddon(

@@ -82,6 +82,8 @@ class Cluster(Protocol):
     oidc_issuer: pulumi.Output[str]
     region: str
     spot: SpotPlacement
+    # Where the API server calls admission webhooks from, where the cloud says; () when unknown.
+    control_plane_cidrs: tuple[str, ...]
     # None where the cloud scales node pools itself (GKE, AKS).
     node_autoscaler: Optional[NodeAutoscaler]
 

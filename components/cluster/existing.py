@@ -45,6 +45,7 @@ class ExistingCluster(pulumi.ComponentResource):
         self.name = pulumi.Output.from_input(settings.name)
         self.oidc_issuer = pulumi.Output.from_input("")
         self.spot = CLIPPER_SPOT
+        self.control_plane_cidrs = ()  # unknown: network.controlPlaneCidrs says
         self.node_autoscaler = None  # a cluster made elsewhere scales its own nodes
         if settings.mode == "render":
             self.kubeconfig = pulumi.Output.secret("")

@@ -36,7 +36,8 @@ def test_every_namespace_the_program_declares_has_default_deny(stack_run):
 def test_add_on_webhooks_are_open_to_the_api_server_on_their_port_only(production):
     for namespace, port in (("cert-manager", 10250), ("external-secrets", 10250), ("ingress-nginx", 8443)):
         webhook = _policies(production, namespace)["allow-webhooks-from-api-server"]
-        assert webhook["ingress"] == [{"ports": [{"port": port, "protocol": "TCP"}], "from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}]
+        # The stack file's GKE cluster: its private control plane range, not anywhere.
+        assert webhook["ingress"] == [{"ports": [{"port": port, "protocol": "TCP"}], "from": [{"ipBlock": {"cidr": "172.16.0.0/28"}}]}]
 
 
 def test_http01_solver_pods_are_reachable_from_the_ingress_controller(production):

@@ -214,14 +214,17 @@ def test_external_secrets_authenticates_as_a_cloud_identity_scoped_to_the_apps_s
 
 
 def _in_cluster_layer(sim) -> list[dict]:
-    """Kubernetes manifests with the store's cloud-specific provider block left out, and without
-    metrics-server's namespace (installed only on EKS: GKE and AKS run their own)."""
+    """Kubernetes manifests with the store's cloud-specific provider block and the webhooks' callers
+    (each cloud's control plane range) left out, and without metrics-server's namespace (installed
+    only on EKS: GKE and AKS run their own)."""
     manifests = []
     for manifest in sim.manifests():
         if "metrics-server" in (manifest["metadata"].get("name"), manifest["metadata"].get("namespace")):
             continue
         if manifest["kind"] == "ClusterSecretStore":
             manifest = {**manifest, "spec": {k: v for k, v in manifest["spec"].items() if k != "provider"}}
+        if manifest["metadata"].get("name") == "allow-webhooks-from-api-server":
+            manifest = {**manifest, "spec": {**manifest["spec"], "ingress": [{**r, "from": "<control plane>"} for r in manifest["spec"]["ingress"]]}}
         manifests.append(manifest)
     return sorted(manifests, key=lambda m: (m["kind"], json.dumps(m.get("metadata"), sort_keys=True)))
 
@@ -234,6 +237,39 @@ def test_switching_cloud_changes_only_the_secret_store_in_the_cluster(runs):
     assert installs_metrics_server == {"gke": False, "eks": True, "aks": False}
     assert layers["gke"] == layers["eks"] == layers["aks"]
     assert len(layers["gke"]) > 30
+
+
+def test_webhooks_admit_only_the_control_plane_range_each_cloud_gives_it(runs):
+    callers = {
+        cloud: {
+            m["metadata"]["namespace"]: [peer["ipBlock"]["cidr"] for rule in m["spec"]["ingress"] for peer in rule["from"]]
+            for m in sim.manifests()
+            if m["metadata"].get("name") == "allow-webhooks-from-api-server"
+        }
+        for cloud, sim in runs.items()
+    }
+    expected = {"gke": ["172.16.0.0/28"], "eks": ["10.10.96.0/28", "10.10.96.16/28", "10.10.96.32/28"], "aks": ["10.10.16.0/28"]}
+    for cloud, namespaces in callers.items():
+        assert namespaces and all(cidrs == expected[cloud] for cidrs in namespaces.values()), (cloud, namespaces)
+    eks_api_subnets = {s.inputs["cidrBlock"] for s in runs["eks"].of_type("aws:ec2/subnet:Subnet") if "control-plane" in s.name}
+    assert eks_api_subnets == set(expected["eks"])
+    assert _only(runs["eks"], CLUSTER_TYPES["eks"])["vpcConfig"]["subnetIds"] == [
+        f"cluster-control-plane-eu-west-1{z}-id" for z in "abc"
+    ]
+
+
+def test_gke_control_plane_may_call_webhooks_on_the_nodes(runs):
+    rule = _only(runs["gke"], "gcp:compute/firewall:Firewall")
+    assert rule["sourceRanges"] == ["172.16.0.0/28"] and rule["direction"] == "INGRESS"
+    assert rule["allows"] == [{"protocol": "tcp", "ports": ["8443", "9443"]}]
+    assert rule["targetServiceAccounts"]  # the nodes' account, not every instance in the VPC
+
+
+def test_configured_control_plane_cidrs_win():
+    sim = simulate("production", {"cloud": "gke", "network.controlPlaneCidrs": ["10.1.0.0/28"]})
+    for m in sim.manifests():
+        if m["metadata"].get("name") in ("allow-webhooks-from-api-server", "allow-api-server"):
+            assert json.dumps(m["spec"]).count("10.1.0.0/28") == 1 and "0.0.0.0/0" not in json.dumps(m["spec"])
 
 
 @pytest.mark.parametrize("cloud", CLOUDS)

@@ -7,8 +7,9 @@ a cluster has around them (API server, kubelets, cluster DNS, the internet, the 
 
 Required flows must be allowed on every NetworkPolicy implementation (an ipBlock is not taken to
 match pod IPs); flows that must be denied must be denied on every one (an ipBlock is taken to match
-pod IPs, as Calico, Azure NPM and the AWS VPC CNI do). Tests marked xfail are findings, reported
-in their reason: each fails loudly (strict) once the program fixes it, so its mark comes off.
+pod IPs, as Calico, Azure NPM and the AWS VPC CNI do). The API server sits where the cloud
+resources put it (GKE's control plane range, the EKS cluster's own subnets, the AKS API server
+subnet), read from those resources rather than from the policies under test.
 """
 from __future__ import annotations
 
@@ -311,6 +312,21 @@ def _overrides(stack: str, cloud: Optional[str], controller: str) -> dict:
     return overrides
 
 
+def _control_plane_range(sim) -> list[str]:
+    """Where the cloud resources put the API server, read from them (not from the policies under
+    test): GKE's private control plane range, the EKS cluster's subnets, AKS's API Server VNet
+    Integration subnet."""
+    for cluster in sim.of_type("gcp:container/cluster:Cluster"):
+        return [cluster.inputs["privateClusterConfig"]["masterIpv4CidrBlock"]]
+    for cluster in sim.of_type("aws:eks/cluster:Cluster"):  # the subnets EKS puts its interfaces in
+        ids = set(cluster.inputs["vpcConfig"]["subnetIds"])  # mock ids: "<resource name>-id"
+        return [s.inputs["cidrBlock"] for s in sim.of_type("aws:ec2/subnet:Subnet") if f"{s.name}-id" in ids]
+    for subnet in sim.of_type("azure-native:network:Subnet"):
+        if any(d.get("serviceName") == "Microsoft.ContainerService/managedClusters" for d in subnet.inputs.get("delegations") or []):
+            return [subnet.inputs["addressPrefix"]]
+    return []
+
+
 def build_platform(stack: str, cloud: Optional[str], controller: str, charts_dir: Path, extra: Optional[dict] = None) -> Platform:
     overrides = {**_overrides(stack, cloud, controller), **(extra or {})}
     config = apply_overrides(stack_config(stack), overrides)
@@ -323,7 +339,7 @@ def build_platform(stack: str, cloud: Optional[str], controller: str, charts_dir
         gc.enable()
     manifests = sim.manifests()
     app_namespace = config["appNamespace"]
-    cidrs = (config.get("network") or {}).get("controlPlaneCidrs") or ["0.0.0.0/0"]
+    cidrs = (config.get("network") or {}).get("controlPlaneCidrs") or _control_plane_range(sim) or ["0.0.0.0/0"]
     api_ip = API_SERVER_DEFAULT_IP
     if not any(ipaddress.ip_address(api_ip) in ipaddress.ip_network(c) for c in cidrs):
         api_ip = str(next(ipaddress.ip_network(cidrs[0]).hosts()))
@@ -511,12 +527,6 @@ def test_app_traffic_and_dns(platform):
     _assert_none(p.problems(required))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: a migration Job cannot reach the database. components/namespace.py's allow-egress-<rule> "
-    "selects app.kubernetes.io/name In <apps>, but the migration pods are app.kubernetes.io/name <app>-migrate "
-    "(they share clipper.dev/app=<app> with the app's pods); selecting clipper.dev/app would admit both.",
-)
 def test_migration_jobs_reach_the_database_of_their_app(platform):
     p = platform
     rules = [r for r in (p.config.get("network") or {}).get("egress") or [] if not r.get("apps") or set(r["apps"]) & set(p.migrations)]
@@ -536,12 +546,6 @@ def test_unrelated_pods_cannot_reach_the_apps(platform):
     _assert_none(p.problems(forbidden=[(s, dst, port, proto) for s in strangers for dst, port, proto in targets]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: with network.controlPlaneCidrs at its default 0.0.0.0/0 (no stack file narrows it), "
-    "allow-webhooks-from-api-server admits every address, so where an ipBlock matches pod IPs (Calico, Azure "
-    "NPM, the AWS VPC CNI) any pod of a namespace without egress policy reaches every webhook port.",
-)
 def test_unrelated_pods_cannot_reach_the_webhooks(platform):
     p = platform
     intruder = p.cluster["intruder/intruder"]
@@ -549,8 +553,8 @@ def test_unrelated_pods_cannot_reach_the_webhooks(platform):
 
 
 def test_narrowed_control_plane_cidrs_keep_unrelated_pods_off_the_webhooks(charts_dir):
-    """What the finding above needs: the control plane's range in network.controlPlaneCidrs (EKS with
-    gateway: the most webhooks, metrics-server's among them)."""
+    """A range in network.controlPlaneCidrs wins over the cluster's own (EKS with gateway: the most
+    webhooks, metrics-server's among them)."""
     p = build_platform("staging", "eks", "gateway", charts_dir, {"network.controlPlaneCidrs": ["10.0.0.0/24"]})
     assert p.api_server.ip == "10.0.0.1"
     intruder, stray = p.cluster["intruder/intruder"], p.cluster[f"{p.app_namespace}/stray"]
@@ -590,12 +594,6 @@ def test_add_on_pods_reach_app_pods_only_where_needed(platform):
     _assert_none(p.problems(forbidden=forbidden))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING (gateway): the Envoy Gateway controller reaches app pods. helm_addon.py's allow-egress-to-<app ns> "
-    "and namespace.py's allow-ingress-to-<app> admit every pod of envoy-gateway-system, not only the proxies "
-    "(app.kubernetes.io/component=proxy, app.kubernetes.io/managed-by=envoy-gateway).",
-)
 def test_envoy_gateway_controller_cannot_reach_app_pods(platform):
     p = platform
     if p.controller != "gateway":

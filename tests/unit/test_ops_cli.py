@@ -172,7 +172,7 @@ def test_history_json(fake, capsys):
 def test_rollback_restores_the_update_config_exactly_and_ups(fake, capsys):
     v1 = {r.number: r for r in recorded_history()}[1]
     fake.config["local-production"]["clipper:ingress"] = ConfigEntry({"controller": "gateway"}, structured=True)
-    assert cli.main(["rollback", "--stack", "local-production", "--to", "1", "--yes"]) == 0
+    assert cli.main(["rollback", "--stack", "local-production", "--to", "1", "--yes", "--program", "head"]) == 0
     assert fake.config["local-production"] == v1.config
     assert fake.ups == [("local-production", f"rollback local-production to update 1 ({v1.start_time:%Y-%m-%d %H:%M:%S} UTC)")]
     out, err = capsys.readouterr()
@@ -183,7 +183,7 @@ def test_rollback_restores_the_update_config_exactly_and_ups(fake, capsys):
 def test_rollback_without_terminal_or_yes_is_refused_and_config_put_back(fake, monkeypatch, capsys):
     monkeypatch.setattr("sys.stdin", io.StringIO())
     before = copy.deepcopy(fake.config)
-    assert cli.main(["rollback", "--stack", "local-production", "--steps", "1"]) == 1
+    assert cli.main(["rollback", "--stack", "local-production", "--steps", "1", "--program", "head"]) == 1
     assert "pass --yes" in capsys.readouterr().err
     assert fake.previews == ["local-production"] and not fake.ups
     assert fake.config == before

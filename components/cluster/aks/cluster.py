@@ -88,6 +88,10 @@ class AksCluster(pulumi.ComponentResource):
         self._prefix = name
         self.region = s.location
         self.spot = AKS_SPOT
+        # With VNet Integration the API server calls webhooks from its delegated subnet; without it,
+        # through konnectivity agents in kube-system, so no narrower range is known.
+        integrated_here = s.vnet_integration and s.network.subnet_id is None
+        self.control_plane_cidrs = (s.network.api_server_cidr,) if integrated_here else ()
         self.node_autoscaler = None  # AKS's own cluster autoscaler scales the pools
         cluster_name = s.cluster_name(pulumi.get_stack())
         self._azure = azure.Provider(

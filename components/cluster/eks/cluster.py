@@ -13,7 +13,7 @@ import pulumi_kubernetes as k8s
 
 from components.cluster.base import CLIPPER_SPOT, POOL_LABEL, IdentityPermissions, NodeAutoscaler, WorkloadIdentity
 from components.cluster.eks import iam
-from components.cluster.eks.network import create_vpc
+from components.cluster.eks.network import EksSubnets, create_vpc
 from components.cluster.eks.settings import EksSettings
 from components.cluster.kubeconfig import ExecCredential, exec_kubeconfig
 from components.cluster.settings import NodePool
@@ -82,7 +82,12 @@ class EksCluster(pulumi.ComponentResource):
         self._invoke = pulumi.InvokeOutputOptions(provider=self._aws, parent=self)
         self._account_id = aws.get_caller_identity_output(opts=self._invoke).account_id
 
-        subnet_ids = list(s.network.private_subnet_ids) if s.network.vpc_id else create_vpc(name, cluster_name, s, self._child)
+        if s.network.vpc_id:
+            ids = list(s.network.private_subnet_ids)
+            subnets = EksSubnets(nodes=ids, control_plane=ids, control_plane_cidrs=())
+        else:
+            subnets = create_vpc(name, cluster_name, s, self._child)
+        self.control_plane_cidrs = subnets.control_plane_cidrs
         key = aws.kms.Key(
             f"{name}-secrets-key",
             description=f"Envelope encryption of Kubernetes Secrets in {cluster_name}",
@@ -90,14 +95,14 @@ class EksCluster(pulumi.ComponentResource):
             deletion_window_in_days=30,
             opts=self._child,
         )
-        self.cluster = self._control_plane(cluster_name, subnet_ids, key)
+        self.cluster = self._control_plane(cluster_name, subnets.control_plane, key)
         self._private_api_from_vpc()
         self.oidc_issuer = self.cluster.identities.apply(lambda ids: ids[0].oidcs[0].issuer)
         self._oidc_provider = aws.iam.OpenIdConnectProvider(
             f"{name}-oidc", url=self.oidc_issuer, client_id_lists=["sts.amazonaws.com"], opts=self._child
         )
         cni = self._addon("vpc-cni", {"enableNetworkPolicy": "true"}, self._vpc_cni_role())
-        pools = [self._node_group(pool, cfg, subnet_ids, cluster_name, depends_on=[cni]) for pool, cfg in s.node_pools if cfg.enabled]
+        pools = [self._node_group(pool, cfg, subnets.nodes, cluster_name, depends_on=[cni]) for pool, cfg in s.node_pools if cfg.enabled]
         for addon in ("coredns", "kube-proxy"):
             self._addon(addon, None, None, depends_on=pools)
         admins = [self._admin_access(i, role_arn) for i, role_arn in enumerate(s.admin_role_arns)]

@@ -1,8 +1,11 @@
 """The VPC an EKS cluster gets when the stack names none: public subnets for load balancers and
-NAT gateways, private ones for nodes and the control plane's network interfaces."""
+NAT gateways, private ones for nodes, and small ones of their own for the control plane's network
+interfaces, so NetworkPolicies can tell the API server's calls from pods' (the VPC CNI gives pods
+addresses from the node subnets)."""
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
@@ -10,10 +13,19 @@ import pulumi_aws as aws
 from components.cluster.eks.settings import EksSettings
 
 
-def create_vpc(prefix: str, cluster_name: str, settings: EksSettings, opts: pulumi.ResourceOptions) -> list[pulumi.Output[str]]:
-    """The private subnet ids, one per zone."""
+@dataclass(frozen=True)
+class EksSubnets:
+    nodes: list[pulumi.Input[str]]  # private, one per zone
+    control_plane: list[pulumi.Input[str]]  # where EKS puts the API server's interfaces
+    control_plane_cidrs: tuple[str, ...]  # () when the stack brings its own VPC
+
+
+def create_vpc(prefix: str, cluster_name: str, settings: EksSettings, opts: pulumi.ResourceOptions) -> EksSubnets:
     n, zones = settings.network, settings.availability_zones
     blocks = list(ipaddress.ip_network(n.cidr).subnets(new_prefix=20))
+    # The /20 after the public and private ones, in /28s (EKS's minimum): one per zone.
+    control_plane_blocks = list(blocks[2 * len(zones)].subnets(new_prefix=28))[: len(zones)]
+    control_plane: list[pulumi.Output[str]] = []
     tags = {"Name": cluster_name}
     vpc = aws.ec2.Vpc(f"{prefix}-vpc", cidr_block=n.cidr, enable_dns_hostnames=True, enable_dns_support=True, tags=tags, opts=opts)
     igw = aws.ec2.InternetGateway(f"{prefix}-igw", vpc_id=vpc.id, tags=tags, opts=opts)
@@ -60,4 +72,14 @@ def create_vpc(prefix: str, cluster_name: str, settings: EksSettings, opts: pulu
         )
         aws.ec2.RouteTableAssociation(f"{prefix}-private-{zone}", subnet_id=subnet.id, route_table_id=routes.id, opts=opts)
         private.append(subnet.id)
-    return private
+        api = aws.ec2.Subnet(
+            f"{prefix}-control-plane-{zone}",
+            vpc_id=vpc.id,
+            availability_zone=zone,
+            cidr_block=str(control_plane_blocks[i]),
+            tags={"Name": f"{cluster_name}-control-plane-{zone}"},
+            opts=opts,
+        )
+        aws.ec2.RouteTableAssociation(f"{prefix}-control-plane-{zone}", subnet_id=api.id, route_table_id=routes.id, opts=opts)
+        control_plane.append(api.id)
+    return EksSubnets(private, control_plane, tuple(str(b) for b in control_plane_blocks))

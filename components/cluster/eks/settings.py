@@ -66,7 +66,7 @@ class EksSettings(CloudClusterSettings):
         if self.zones and any(not (z.startswith(self.region) and len(z) == len(self.region) + 1) for z in self.zones):
             raise ValueError(f"zones {self.zones} must be zones of {self.region} (e.g. {self.region}a)")
         network = ipaddress.ip_network(self.network.cidr)
-        needed = 2 * len(self.availability_zones)  # a public and a private /20 per zone
+        needed = 2 * len(self.availability_zones) + 1  # a public and a private /20 per zone, one for the control plane
         if not self.network.vpc_id and (network.prefixlen > 20 or 2 ** (20 - network.prefixlen) < needed):
             raise ValueError(f"network.cidr {self.network.cidr} is too small for {needed} /20 subnets")
         if not self.network.vpc_id and not self.api.authorized_cidrs:

@@ -64,6 +64,7 @@ class GkeCluster(pulumi.ComponentResource):
         self._prefix = name
         self.region = s.region
         self.spot = CLIPPER_SPOT
+        self.control_plane_cidrs = (s.network.control_plane_cidr,)
         self.node_autoscaler = None  # GKE's own cluster autoscaler scales the pools
         cluster_name = s.cluster_name(pulumi.get_stack())
         # An explicit provider pins project and region from the stack file, not ambient gcloud config.
@@ -73,6 +74,7 @@ class GkeCluster(pulumi.ComponentResource):
         network, subnetwork = self._network(cluster_name)
         key, key_grant = self._secrets_key(cluster_name)
         nodes = self._node_service_account(cluster_name)
+        self._webhook_firewall(cluster_name, network, nodes)
         self.cluster = self._control_plane(cluster_name, network, subnetwork, key, nodes, depends_on=[key_grant])
         pools = [self._node_pool(pool, cfg, nodes) for pool, cfg in s.node_pools if cfg.enabled]
 
@@ -142,6 +144,23 @@ class GkeCluster(pulumi.ComponentResource):
             opts=self._child,
         )
         return vpc.id, subnet.id
+
+    def _webhook_firewall(self, cluster_name: str, network: pulumi.Input[str], nodes: gcp.serviceaccount.Account) -> None:
+        """A private control plane reaches nodes only on 443 and 10250 until told otherwise (GKE docs,
+        "add firewall rules for specific use cases"); admission webhooks on other ports need this rule."""
+        n = self._settings.network
+        if not n.webhook_ports:
+            return
+        gcp.compute.Firewall(
+            f"{self._prefix}-webhooks",
+            name=f"{cluster_name}-webhooks",
+            network=network,
+            direction="INGRESS",
+            source_ranges=[n.control_plane_cidr],
+            target_service_accounts=[nodes.email],
+            allows=[{"protocol": "tcp", "ports": [str(p) for p in n.webhook_ports]}],
+            opts=self._child,
+        )
 
     def _secrets_key(self, cluster_name: str) -> tuple[gcp.kms.CryptoKey, pulumi.Resource]:
         s = self._settings

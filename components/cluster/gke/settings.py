@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Optional
 from pydantic import Field, model_validator
 
 from components.cluster.settings import ApiAccess, Cidr, CloudClusterSettings, NodePool, NodePools, region_validator
-from components.settings import Settings
+from components.settings import Port, Settings
 
 GcpRegion = Annotated[str, region_validator(r"^[a-z]+-[a-z]+\d+$", "europe-west4")]
 # GKE refuses maintenance windows that leave less than 48 hours of availability in any 32 days.
@@ -25,6 +25,11 @@ class GkeNetworkSettings(Settings):
     pods_range_name: str = "pods"
     services_range_name: str = "services"
     control_plane_cidr: Cidr = Field(default="172.16.0.0/28", description="/28 for the private control plane.")
+    webhook_ports: list[Port] = Field(
+        default=[8443, 9443],
+        description="Admission webhook ports the control plane may call on the nodes, beyond the 443 and 10250 GKE "
+        "opens itself (ingress-nginx 8443, Envoy Gateway 9443): without them a private cluster's webhooks time out.",
+    )
 
     @model_validator(mode="after")
     def _both_or_neither(self):
