@@ -8,8 +8,9 @@ the difference between them is the program's own cost, not the mocks'.
 
     python -m bench.mock_run platform N OUT.json   # also writes the resources for the floor run
     python -m bench.mock_run floor IN.json
-Prints one JSON line: seconds (program run only), peak_rss_mib, resources, custom (resources
-that are not components: what the floor registers).
+Prints one JSON line: seconds (wall time of the program run only), cpu_seconds (this process's CPU
+time over the same span: what the run cost, whatever else the machine was doing), peak_rss_mib,
+resources, custom (resources that are not components: what the floor registers).
 """
 from __future__ import annotations
 
@@ -68,13 +69,13 @@ def sdk_class(type_token: str):
 
 
 def platform(n: int, out: str) -> dict:
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     sim = simulate("production", apps_override(n))
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     objects = [{"type": r.type, "name": r.name, "inputs": r.inputs} for r in sim.resources if in_floor(r.type)]
     with open(out, "w") as handle:
         json.dump(objects, handle)
-    return {"seconds": seconds, "peak_rss_mib": _peak_rss_mib(), "resources": len(sim.resources),
+    return {"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mib": _peak_rss_mib(), "resources": len(sim.resources),
             "custom": len(objects)}
 
 
@@ -96,12 +97,13 @@ def floor(path: str) -> dict:
             else:
                 cls(obj["name"], **{pulumi_name(k): v for k, v in inputs.items()})
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     _sync_await(run_pulumi_func(program))
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     if len(monitor.recorded) != len(objects):
         raise SystemExit(f"floor registered {len(monitor.recorded)} resources, expected {len(objects)}")
-    return {"seconds": seconds, "peak_rss_mib": _peak_rss_mib(), "resources": len(objects), "custom": len(objects)}
+    return {"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mib": _peak_rss_mib(), "resources": len(objects),
+            "custom": len(objects)}
 
 
 def pulumi_name(wire: str) -> str:
