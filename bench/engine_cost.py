@@ -120,7 +120,11 @@ def render_mode(bin_dir: Path, repeats: int, keep_rendered: Path) -> dict:
 def local_cluster(base: Path, bin_dir: Path) -> Iterator[tuple[Path, float]]:
     """A fresh local API server (etcd, kube-apiserver, controllers, kwok) in base; always stopped."""
     cluster_dir = base / "cluster"
-    env = {**os.environ, "CLIPPER_CLUSTER_DIR": str(cluster_dir), "CLIPPER_TOOLCHAIN_BIN": str(bin_dir)}
+    env = {**os.environ, "CLIPPER_CLUSTER_DIR": str(cluster_dir)}
+    # A user's own pulumi has no cluster binaries beside it: cluster.sh then finds ours itself
+    # (`make bench` builds only the cluster part of the toolchain for such users).
+    if (bin_dir / "kube-apiserver").is_file():
+        env["CLIPPER_TOOLCHAIN_BIN"] = str(bin_dir)
     script = ROOT / "toolchain" / "cluster.sh"
     start = time.perf_counter()
     try:

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -28,7 +29,11 @@ def documented_command() -> str:
 
 
 def _toolchain_built() -> bool:
-    found = subprocess.run(["bash", str(ROOT / "toolchain" / "build.sh"), "--print-bin"], capture_output=True, text=True)
+    """What `make bench`'s toolchain step would otherwise build: the cluster part where a pulumi is
+    on PATH, everything where none is (the Makefile's rule)."""
+    only = ["--only", "cluster"] if shutil.which("pulumi") else []
+    found = subprocess.run(["bash", str(ROOT / "toolchain" / "build.sh"), "--print-bin", *only],
+                           capture_output=True, text=True)
     return found.returncode == 0 and bool(found.stdout.strip())
 
 
