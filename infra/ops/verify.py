@@ -286,8 +286,8 @@ def snapshot(kube: Kubectl, stack: StackApps, http: bool) -> Snapshot:
 
 def settle(checks: list[Check], window_s: int) -> list[Check]:
     """At the end of the window, what is still on its way failed."""
-    return [replace(c, status=FAIL, detail=f"{c.detail} (still, after {format_duration(window_s)})") if c.status == WAIT else c
-            for c in checks]
+    when = f"still, after {format_duration(window_s)}" if window_s else "looked once: --watch 0"
+    return [replace(c, status=FAIL, detail=f"{c.detail} ({when})") if c.status == WAIT else c for c in checks]
 
 
 def results_table(checks: list[Check]) -> str:

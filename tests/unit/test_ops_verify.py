@@ -394,7 +394,7 @@ def test_verify_fails_with_exit_1_and_names_what_failed(cluster, capsys):
     assert cli.main(["verify", "--stack", "staging", "--apps", "backend", "--watch", "0", "--http"]) == 1
     out = capsys.readouterr().out
     assert ("backend  secrets      FAIL    backend-secrets not synced: SecretSyncedError: could not get secret data "
-            "from provider (still, after 0s)") in out
+            "from provider (looked once: --watch 0)") in out
     assert "frontend" not in out.split("==> verify")[1].split("\n", 1)[1]  # --apps backend only
     assert out.rstrip().endswith("staging: FAIL: 1 check(s) failed: backend secrets")
     assert cluster.http_asked == [True]
