@@ -233,6 +233,8 @@ def check_reachable(stack: auto.Stack, config: StackConfig, work_dir: Path, time
     if endpoint is None:
         return CheckResult(API_CHECK, True, none_because)
     probe = reach.probe(endpoint, timeout)
+    if probe.reachable is None:  # behind a proxy the probe cannot use: the preview will tell
+        return CheckResult(API_CHECK, True, f"{endpoint.server} {probe.detail} ({endpoint.source})")
     if probe.reachable:
         return CheckResult(API_CHECK, True, f"{endpoint.server} answers: {probe.detail} in {probe.seconds:.2f} s ({endpoint.source})")
     return CheckResult(

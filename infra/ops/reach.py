@@ -13,19 +13,25 @@ Where the endpoint comes from, in the order preflight looks:
 Reachable means the API server answered over TLS: `/readyz` 200, or 401/403 (it answers but
 wants credentials, which the preview then uses). Anything else (refused, timed out, name not
 resolved, TLS failure, a 5xx from /readyz) is unreachable.
+
+Proxies as client-go (kubectl, the Kubernetes provider) uses them: the cluster's `proxy-url`, else
+$HTTPS_PROXY/$HTTP_PROXY unless $NO_PROXY names the host or the host is loopback. HTTP proxies are
+probed through (CONNECT); a SOCKS or HTTPS proxy is not, and the probe says so instead of guessing.
 """
 from __future__ import annotations
 
 import base64
 import http.client
+import ipaddress
 import os
 import socket
 import ssl
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 import yaml
 
@@ -37,15 +43,16 @@ class Endpoint:
     """An API server URL, where it came from, and how to verify its certificate."""
 
     server: str
-    source: str  # e.g. "kubeconfig /x/kubeconfig, context c (clipper:existing.kubeconfig in Pulumi.local.yaml)"
+    source: str  # e.g. "kubeconfig /x/kubeconfig (clipper:existing.kubeconfig in Pulumi.local.yaml), context c"
     ca_pem: Optional[bytes] = None
     insecure: bool = False
     tls_server_name: Optional[str] = None
+    proxy_url: Optional[str] = None  # the kubeconfig cluster's proxy-url
 
 
 @dataclass(frozen=True)
 class Probe:
-    reachable: bool
+    reachable: Optional[bool]  # None: not probed (a proxy the probe cannot speak)
     detail: str  # what answered, or why nothing did
     seconds: float
 
@@ -89,6 +96,7 @@ def from_kubeconfig(document: Any, context: Optional[str], source: str, base_dir
         ca_pem=ca_pem,
         insecure=bool(cluster.get("insecure-skip-tls-verify")),
         tls_server_name=cluster.get("tls-server-name"),
+        proxy_url=cluster.get("proxy-url"),
     )
 
 
@@ -127,41 +135,103 @@ def _reason(error: BaseException, timeout: float) -> str:
     return str(error) or type(error).__name__
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def proxy_for(endpoint: Endpoint) -> Optional[str]:
+    """The proxy client-go would use for this server, or None for a direct connection."""
+    if endpoint.proxy_url:
+        return endpoint.proxy_url
+    url = urlsplit(endpoint.server)
+    host = url.hostname or ""
+    if _is_loopback(host) or urllib.request.proxy_bypass_environment(host):
+        return None
+    return urllib.request.getproxies_environment().get(url.scheme)
+
+
+def _connect(url: SplitResult, proxy: Optional[str], timeout: float) -> tuple[socket.socket, str]:
+    """A TCP connection to the server, directly or through an HTTP proxy's CONNECT tunnel, and
+    " through <proxy>" or "" for messages. Raises _StepFailed naming the step that failed."""
+    host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+    if proxy is None:
+        try:
+            return socket.create_connection((host, port), timeout=timeout), ""
+        except OSError as error:
+            raise _StepFailed(f"TCP connect to {host}:{port}", error) from None
+    via = urlsplit(proxy)
+    where = f"proxy {via.hostname}:{via.port or 80}"
+    try:
+        sock = socket.create_connection((via.hostname or "", via.port or 80), timeout=timeout)
+    except OSError as error:
+        raise _StepFailed(f"TCP connect to {where}", error) from None
+    headers = f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+    if via.username:
+        credentials = f"{unquote(via.username)}:{unquote(via.password or '')}".encode()
+        headers += f"Proxy-Authorization: Basic {base64.b64encode(credentials).decode()}\r\n"
+    try:
+        sock.sendall((headers + "\r\n").encode())
+        answer = http.client.HTTPResponse(sock, method="CONNECT")
+        answer.begin()
+    except (OSError, http.client.HTTPException) as error:
+        sock.close()
+        raise _StepFailed(f"CONNECT {host}:{port} through {where}", error) from None
+    if answer.status != 200:
+        sock.close()
+        raise _StepFailed(f"CONNECT {host}:{port} through {where}", OSError(f"HTTP {answer.status} {answer.reason}"))
+    return sock, f" through {where}"
+
+
+class _StepFailed(Exception):
+    def __init__(self, step: str, error: BaseException):
+        super().__init__(step)
+        self.step, self.error = step, error
+
+
 def probe(endpoint: Endpoint, timeout: float = TIMEOUT_S) -> Probe:
-    """TCP connect to the server, TLS handshake, `GET /readyz`; each step within `timeout` seconds."""
+    """TCP connect to the server (or its proxy), TLS handshake, `GET /readyz`; each step within
+    `timeout` seconds."""
     start = time.perf_counter()
     url = urlsplit(endpoint.server)
     host = url.hostname
     if url.scheme not in ("https", "http") or not host:
         return Probe(False, f"server {endpoint.server!r} is not an http(s) URL", 0.0)
-    port = url.port or (443 if url.scheme == "https" else 80)
+    proxy = proxy_for(endpoint)
+    if proxy is not None and urlsplit(proxy).scheme != "http":
+        return Probe(None, f"not probed: it is reached through the proxy {proxy}, which this check cannot use", 0.0)
 
     def failed(step: str, error: BaseException) -> Probe:
         return Probe(False, f"{step}: {_reason(error, timeout)}", time.perf_counter() - start)
 
     try:
-        sock = socket.create_connection((host, port), timeout=timeout)
-    except OSError as error:
-        return failed(f"TCP connect to {host}:{port}", error)
+        sock, via = _connect(url, proxy, timeout)
+    except _StepFailed as failure:
+        return failed(failure.step, failure.error)
     try:
         if url.scheme == "https":
             try:
                 sock = _tls_context(endpoint).wrap_socket(sock, server_hostname=endpoint.tls_server_name or host)
             except OSError as error:
-                return failed("TLS handshake", error)
-        request = f"GET /readyz HTTP/1.1\r\nHost: {url.netloc}\r\nAccept: text/plain\r\nConnection: close\r\n\r\n"
+                return failed(f"TLS handshake{via}", error)
+        path = url.path.rstrip("/") + "/readyz"  # a server URL may carry a path prefix (API proxies)
+        request = f"GET {path} HTTP/1.1\r\nHost: {url.netloc}\r\nAccept: text/plain\r\nConnection: close\r\n\r\n"
         sock.sendall(request.encode())
         response = http.client.HTTPResponse(sock)
         response.begin()
         body = response.read(200).decode("utf-8", "replace").strip()
     except (OSError, http.client.HTTPException) as error:
-        return failed("GET /readyz", error)
+        return failed(f"GET /readyz{via}", error)
     finally:
         sock.close()
     seconds = time.perf_counter() - start
     if response.status == 200:
-        return Probe(True, f"/readyz {body or 'ok'}", seconds)
+        return Probe(True, f"/readyz {body or 'ok'}{via}", seconds)
     if response.status in (401, 403):
-        return Probe(True, f"answers (/readyz {response.status}: wants credentials, which the preview uses)", seconds)
+        return Probe(True, f"/readyz {response.status}{via} (wants the credentials the preview uses)", seconds)
     first = body.splitlines()[0] if body else ""
-    return Probe(False, f"GET /readyz: HTTP {response.status} {first}".rstrip(), seconds)
+    return Probe(False, f"GET /readyz{via}: HTTP {response.status} {first}".rstrip(), seconds)

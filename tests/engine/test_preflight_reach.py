@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -77,11 +79,73 @@ def test_preflight_goes_on_while_the_api_answers_and_stops_with_one_no_go_when_i
         assert " GO " in row and f"{server} answers: /readyz ok in " in row
         assert str(kubeconfig) in row and ORIGIN in row
         assert "==> preview of" in up.stdout  # the rest of preflight ran
+        # Through an HTTP proxy, as kubectl would go with the cluster's proxy-url.
+        with connect_proxy() as proxy:
+            document = yaml.safe_load(kubeconfig.read_text())
+            document["clusters"][0]["cluster"]["proxy-url"] = proxy
+            proxied = tmp_path / "proxied-kubeconfig"
+            proxied.write_text(yaml.safe_dump(document))
+            through = reach.probe(reach.read_kubeconfig(proxied, None, "test"))
+        assert through.reachable and through.detail == f"/readyz ok through proxy {proxy.removeprefix('http://')}"
     down, down_seconds = _timed_preflight(project)
     line = _assert_one_clear_no_go(down, server, "TCP connect to 127.0.0.1:")
     assert "connection refused" in line and str(kubeconfig) in line
     assert down_seconds < up_seconds and down_seconds < 30
     print(f"\nreachable: exit 0 in {up_seconds:.1f}s; stopped: exit 1 in {down_seconds:.1f}s\n{line}")
+
+
+@contextmanager
+def connect_proxy():
+    """A minimal HTTP CONNECT proxy on loopback; yields its URL. 502 when the target refuses."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            source.close()
+            sink.close()
+
+    def handle(client: socket.socket) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = client.recv(4096)
+            if not chunk:
+                return client.close()
+            head += chunk
+        host, port = head.split()[1].decode().rsplit(":", 1)
+        try:
+            upstream = socket.create_connection((host, int(port)), timeout=3)
+        except OSError:
+            client.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+            return client.close()
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        threading.Thread(target=pump, args=(client, upstream), daemon=True).start()
+        pump(upstream, client)
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                continue
+            threading.Thread(target=handle, args=(client,), daemon=True).start()
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        server.join()
+        listener.close()
 
 
 def _closed_port() -> int:
@@ -147,3 +211,31 @@ def test_a_deployed_cloud_stack_is_probed_at_its_kubeconfig_output_and_a_new_one
     assert endpoint is None and why.startswith("none yet: gke stack with no deployed cluster")
     result = checks.check_reachable(_stack({}), config, ROOT)
     assert result.go  # nothing to reach before the first up creates the cluster
+
+
+def test_a_proxy_that_cannot_reach_the_server_is_one_no_go_line_naming_it(project):
+    port = _closed_port()
+    with connect_proxy() as proxy:
+        server = f"https://127.0.0.1:{port}"
+        _kubeconfig(project.dir / KUBECONFIG, server)
+        document = yaml.safe_load((project.dir / KUBECONFIG).read_text())
+        document["clusters"][0]["cluster"]["proxy-url"] = proxy
+        (project.dir / KUBECONFIG).write_text(yaml.safe_dump(document))
+        result, _ = _timed_preflight(project)
+    where = proxy.removeprefix("http://")
+    _assert_one_clear_no_go(result, server, f"CONNECT 127.0.0.1:{port} through proxy {where}: HTTP 502 Bad Gateway")
+
+
+def test_proxies_are_chosen_as_kubectl_chooses_them(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "bypass.internal")
+    remote = reach.Endpoint("https://api.example.test:6443", "test")
+    assert reach.proxy_for(remote) == "http://proxy.internal:3128"
+    assert reach.proxy_for(reach.Endpoint("https://bypass.internal", "test")) is None  # NO_PROXY
+    assert reach.proxy_for(reach.Endpoint("https://127.0.0.1:6443", "test")) is None  # loopback: never proxied
+    assert reach.proxy_for(reach.Endpoint("https://localhost:6443", "test")) is None
+    explicit = reach.Endpoint("https://127.0.0.1:6443", "test", proxy_url="http://other:8080")
+    assert reach.proxy_for(explicit) == "http://other:8080"  # the kubeconfig's proxy-url always wins
+    socks = reach.Endpoint("https://api.example.test:6443", "test", proxy_url="socks5://jump:1080")
+    probe = reach.probe(socks)
+    assert probe.reachable is None and "socks5://jump:1080" in probe.detail  # not probed, not guessed
