@@ -3,8 +3,9 @@
 Against the local API server (toolchain/cluster.sh): while it runs, the check passes and the rest
 of preflight follows (GO); once it is stopped, the same stack gets exactly one NO-GO line naming
 the endpoint and the kubeconfig and stack file it came from, exit 1, within seconds, and nothing
-else runs. Also a closed port and a server that accepts connections but never answers. Each test
-on its own copy of the project and backend (tests/engine/engine.py)."""
+else runs. Also a closed port, a server that accepts connections but never answers, a missing
+kubeconfig and HTTP proxies. Each test on its own copy of the project and backend
+(tests/engine/engine.py)."""
 from __future__ import annotations
 
 import json
