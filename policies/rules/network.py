@@ -78,9 +78,23 @@ def _parent_problem(resources: Sequence[PolicyResource], route: PolicyResource, 
     return None
 
 
+def redirects_to_https_only(route: PolicyResource) -> bool:
+    """Whether every rule of the route answers with a redirect to https and forwards nothing:
+    such a route serves no content in plain text (it is how HTTP listeners send clients to HTTPS)."""
+    rules = [kube.mapping(rule) for rule in kube.sequence(kube.get_path(route.props, "spec", "rules"))]
+
+    def redirects(rule: Mapping) -> bool:
+        filters = [kube.mapping(f) for f in kube.sequence(rule.get("filters"))]
+        return not kube.sequence(rule.get("backendRefs")) and any(
+            f.get("type") == "RequestRedirect" and kube.get_path(f, "requestRedirect", "scheme") == "https"
+            for f in filters)
+
+    return bool(rules) and all(redirects(rule) for rule in rules)
+
+
 def _routes_without_https(resources: Sequence[PolicyResource], config: Mapping) -> Iterator[tuple[PolicyResource, str]]:
     for route in resources:
-        if not kube.is_gateway_api_kind(route.resource_type, "HTTPRoute"):
+        if not kube.is_gateway_api_kind(route.resource_type, "HTTPRoute") or redirects_to_https_only(route):
             continue
         refs = [kube.mapping(entry) for entry in kube.sequence(kube.get_path(route.props, "spec", "parentRefs"))]
         if not refs:
@@ -93,7 +107,8 @@ def _routes_without_https(resources: Sequence[PolicyResource], config: Mapping) 
 
 HTTPROUTE_HTTPS = StackRule(
     name="httproute-https-gateway",
-    description="Gateway API HTTPRoutes attach only to HTTPS listeners of Gateways declared in the stack.",
+    description="Gateway API HTTPRoutes attach only to HTTPS listeners of Gateways declared in the stack "
+    "(routes that only redirect to https excepted).",
     rationale="The Gateway API equivalent of ingress-tls-required: a route bound to an HTTP "
     "listener serves in plain text.",
     remediation="Point parentRefs at a Gateway declared by the program, with sectionName naming an "

@@ -40,6 +40,25 @@ HTTPS = {"name": "https", "protocol": "HTTPS", "port": 443}
 HTTP = {"name": "http", "protocol": "HTTP", "port": 80}
 
 
+def redirect(parent_refs, rules):
+    spec = {"parentRefs": parent_refs, "rules": rules}
+    return policy_resource(HTTPROUTE, {"metadata": meta("https-redirect"), "spec": spec}, "https-redirect")
+
+
+TO_HTTPS = {"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 301}}
+
+
+def test_a_route_that_only_redirects_to_https_may_use_an_http_listener():
+    http = [{"name": "edge", "namespace": "gateway", "sectionName": "http"}]
+    assert stack_violations(net.HTTPROUTE_HTTPS, [gateway([HTTP, HTTPS]), redirect(http, [{"filters": [TO_HTTPS]}])]) == []
+    # Not when a rule still forwards to a backend, redirects elsewhere than https, or has no filter.
+    backend = {"filters": [TO_HTTPS], "backendRefs": [{"name": "web", "port": 80}]}
+    to_http = {"filters": [{"type": "RequestRedirect", "requestRedirect": {"scheme": "http"}}]}
+    for rules in ([backend], [{"filters": [TO_HTTPS]}, to_http], [{}], []):
+        found = stack_violations(net.HTTPROUTE_HTTPS, [gateway([HTTP, HTTPS]), redirect(http, rules)])
+        assert [message for _, message in found] == ["HTTPRoute https-redirect: Gateway gateway/edge listeners http are not HTTPS"]
+
+
 def test_httproute_on_https_listener_passes():
     assert stack_violations(net.HTTPROUTE_HTTPS, [gateway([HTTPS]), route([{"name": "edge", "namespace": "gateway"}])]) == []
     section = {"name": "edge", "namespace": "gateway", "sectionName": "https"}
