@@ -149,9 +149,11 @@ def crd_scopes(docs: list[dict]) -> dict[tuple[str, str], str]:
             for d in docs if d.get("kind") == "CustomResourceDefinition"}
 
 
-def _normalise(docs: list[dict], namespace: str) -> list[dict]:
-    """What the provider does to the rendered YAML before registering objects (yaml/v2 Normalize):
-    lists expanded, the core group canonical, the release namespace set on namespaced objects."""
+def normalise(docs: list[dict], namespace: str, known_crds: Iterable[dict] = ()) -> list[dict]:
+    """What the provider does to a chart's rendered YAML before registering objects (yaml/v2
+    Normalize): lists expanded, the core group canonical, the release namespace set on namespaced
+    objects. A custom resource's scope comes from a CRD among the chart's objects, else from the
+    CRDs the provider already knows (`known_crds`: those of the stack's other charts)."""
     flat: list[dict] = []
     pending = list(docs)
     while pending:
@@ -160,7 +162,7 @@ def _normalise(docs: list[dict], namespace: str) -> list[dict]:
             pending[:0] = doc["items"]
             continue
         flat.append(doc)
-    scopes = crd_scopes(flat)
+    scopes = {**crd_scopes(list(known_crds)), **crd_scopes(flat)}
     for doc in flat:
         if not doc.get("kind") or not doc.get("apiVersion") or not (doc.get("metadata") or {}).get("name"):
             raise ValueError(f"the provider refuses an object without kind, apiVersion or name: {str(doc)[:200]}")
@@ -178,9 +180,9 @@ def _normalise(docs: list[dict], namespace: str) -> list[dict]:
 
 
 def render_chart(install: ChartInstall, chart_dir: Path, helm: Path, workdir: Path) -> list[dict]:
-    """The objects helm.v4.Chart registers for `install`: `helm template` with the chart's CRDs and
-    without its hooks (the provider renders with IncludeCRDs and DisableHooks), for the render-mode
-    Kubernetes version, then normalised as the provider does."""
+    """What helm.v4.Chart renders for `install`: `helm template` with the chart's CRDs and without
+    its hooks (the provider renders with IncludeCRDs and DisableHooks), for the render-mode
+    Kubernetes version. `normalise` then gives the objects the provider registers."""
     workdir.mkdir(parents=True, exist_ok=True)
     values = workdir / f"{install.release}.values.json"
     values.write_text(json.dumps(install.values))
@@ -192,7 +194,9 @@ def render_chart(install: ChartInstall, chart_dir: Path, helm: Path, workdir: Pa
     )
     if done.returncode != 0:
         raise RuntimeError(f"helm template {install.chart} {install.version} failed: {done.stderr[-3000:]}")
-    return _normalise([d for d in yaml.safe_load_all(done.stdout) if d], install.namespace)
+    # libyaml when PyYAML has it: CRDs make charts' YAML long.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return [d for d in yaml.load_all(done.stdout, Loader=loader) if d]
 
 
 def resource_type(doc: dict) -> str:
