@@ -47,7 +47,7 @@ CHART_WAIVERS: tuple[ChartWaiver, ...] = (
                 "the controller watches Ingresses, Services and EndpointSlices through the Kubernetes API"),
     ChartWaiver("no-service-account-token-automount", "metrics-server", _both("metrics-server"),
                 "metrics-server reads nodes and serves the metrics API through the Kubernetes API"),
-    ChartWaiver("no-service-account-token-automount", "envoy-gateway", _both("envoy-gateway"),
+    ChartWaiver("no-service-account-token-automount", "envoy-gateway", _deployments("envoy-gateway"),
                 "Envoy Gateway watches Gateway API objects and creates the Envoy proxies through the Kubernetes API"),
     ChartWaiver("image-allowed-registry", "cert-manager", _deployments(*_CERT_MANAGER),
                 "cert-manager's official images (quay.io/jetstack) at the chart's appVersion; we mirror none into ghcr.io yet"),

@@ -54,8 +54,13 @@ def _where(doc: dict) -> str:
 
 def is_builtin_kind(doc: dict) -> bool:
     """Whether the Kubernetes API itself serves the object's apiVersion and kind."""
+    return _is_builtin(doc["apiVersion"], doc["kind"])
+
+
+@functools.lru_cache(maxsize=None)
+def _is_builtin(api_version: str, kind: str) -> bool:
     try:
-        kubernetes_validate.validate({"apiVersion": doc["apiVersion"], "kind": doc["kind"]}, KUBERNETES_VERSION)
+        kubernetes_validate.validate({"apiVersion": api_version, "kind": kind}, KUBERNETES_VERSION)
     except kubernetes_validate.SchemaNotFoundError:
         return False
     except kubernetes_validate.ValidationError:

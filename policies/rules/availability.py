@@ -40,6 +40,10 @@ def _under_replicated(resources: Sequence[PolicyResource], config: Mapping) -> I
         # spec.replicas defaults to 1 in the API.
         replicas = kube.get_path(workload.props, "spec", "replicas")
         replicas = 1 if replicas is None else replicas
+        if isinstance(replicas, bool) or not isinstance(replicas, (int, float)):
+            # A chart value can put anything there; the API server will refuse it, the pack must not crash.
+            yield workload, f"{_kind(workload.resource_type)} {kube.object_name(workload)} has replicas {replicas!r}, not a number"
+            continue
         hpa_minimum = _hpa_min_replicas(resources, workload)
         if replicas >= wanted or (hpa_minimum is not None and hpa_minimum >= wanted):
             continue

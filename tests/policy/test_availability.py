@@ -63,3 +63,9 @@ def test_stack_rule_waiver_on_the_blamed_resource():
     waived = policy_resource(kube.DEPLOYMENT, workload(replicas=1, annotations={
         "waiver.policy.clipper.dev/deployment-min-replicas": "singleton leader by design"}), "backend")
     assert stack_violations(a.MIN_REPLICAS, [waived]) == []
+
+
+def test_min_replicas_reports_replicas_that_are_not_a_number_instead_of_crashing():
+    deployment = policy_resource(kube.DEPLOYMENT, workload(replicas="two"), "backend")
+    assert stack_violations(a.MIN_REPLICAS, [deployment]) == [
+        (deployment.urn, "Deployment backend has replicas 'two', not a number")]
