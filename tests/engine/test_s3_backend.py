@@ -6,7 +6,8 @@ in a bucket, reached through the AWS SDK with an access key, exactly as for AWS 
 - two `pulumi up` of one stack at once: the second is refused by the backend's lock object, the
   first completes, the lock is gone afterwards and a `preview` shows no changes;
 - history, promote and rollback give the same results on S3 as on the file backend (the scenario
-  of tests/engine/test_ops.py), and each promote's wall time is printed (`-s` shows it).
+  of tests/engine/test_ops.py), and each promote's wall time is printed (`-s` shows it);
+- a secrets-provider change (docs/backends.md's procedure, on the passphrase provider).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.engine.engine import ROOT
-from tests.engine.test_ops import PRODUCTION, STAGING, V1_BACKEND, V2_BACKEND, OpsProject
+from tests.engine.test_ops import PRODUCTION, STAGING, V1_BACKEND, V2_BACKEND, WEBHOOK, OpsProject
 from tests.s3server import build_minio, running_s3
 
 BUCKET = "clipper-state"
@@ -154,3 +155,38 @@ def test_history_promote_and_rollback_on_s3_match_the_file_backend(s3, bin_dir, 
     assert production[1]["message"] == "promote local-staging -> local-production: backend 1.4.2 -> 1.5.0"
     assert any(k.endswith(f"/stacks/clipper/{PRODUCTION}.json") for k in s3.keys(BUCKET, "parity"))
     assert lock_keys(s3, "parity") == []
+
+
+def test_secrets_provider_change_on_s3_then_rollback_past_it(s3, bin_dir, tmp_path):
+    """docs/backends.md's procedure on the passphrase provider: the change re-encrypts config and
+    state (the new passphrase comes on stdin without a terminal), the stack previews with no
+    changes; history before the change stays under the old key. A rollback past the change must
+    not restore undecryptable secrets: today it does (xfail, named in docs/backends.md)."""
+    project = on_s3(OpsProject.copy_of(ROOT, tmp_path, bin_dir, with_policies=False), s3, "secrets")
+    project.ok("stack", "init", PRODUCTION)
+    project.deploy(PRODUCTION, "deploy v1")
+    stack_file = project.dir / f"Pulumi.{PRODUCTION}.yaml"
+    before = stack_file.read_text()
+    changed = subprocess.run(["pulumi", "stack", "change-secrets-provider", "passphrase", "--stack", PRODUCTION,
+                              "--non-interactive"], cwd=project.dir, env=project.env, input="clipper-rotated\n",
+                             capture_output=True, text=True, timeout=300)
+    assert changed.returncode == 0, changed.stdout + changed.stderr
+    after = stack_file.read_text()
+    salt = lambda text: [line for line in text.splitlines() if line.startswith("encryptionsalt:")]
+    assert salt(after) and salt(after) != salt(before) and WEBHOOK[PRODUCTION] not in after
+    assert project.pulumi("config", "get", "clipper:notificationWebhook", "--stack", PRODUCTION).returncode != 0
+    project.env["PULUMI_CONFIG_PASSPHRASE"] = "clipper-rotated"
+    assert project.ok("config", "get", "clipper:notificationWebhook", "--stack", PRODUCTION).stdout.strip() == WEBHOOK[PRODUCTION]
+    project.ok("preview", "--stack", PRODUCTION, "--expect-no-changes")
+    assert project.outputs(PRODUCTION)["notificationWebhook"] == WEBHOOK[PRODUCTION]  # state re-encrypted too
+    v1 = project.history(PRODUCTION)[-1]
+    assert v1.config["clipper:notificationWebhook"].value == "ERROR_UNABLE_TO_DECRYPT"  # history keeps the old key
+
+    project.set_image(PRODUCTION, "backend", V2_BACKEND)
+    project.deploy(PRODUCTION, "deploy v2")
+    rolled = project.ops("rollback", "--stack", PRODUCTION, "--steps", "1", "--yes")
+    webhook = project.pulumi("config", "get", "clipper:notificationWebhook", "--stack", PRODUCTION).stdout.strip()
+    if rolled.returncode == 0 and webhook == "ERROR_UNABLE_TO_DECRYPT":
+        pytest.xfail("defect: rollback past a secrets-provider change restores ERROR_UNABLE_TO_DECRYPT as the secret")
+    assert rolled.returncode == 1 and "decrypt" in rolled.stderr, rolled.output
+    assert webhook == WEBHOOK[PRODUCTION]
