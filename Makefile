@@ -52,10 +52,10 @@ checkov: $(CHECKOV_VENV)/.installed ## checkov in its own virtualenv (its pins c
 $(LINT_VENV)/.installed: tests/requirements-lint.txt
 	@test -x $(LINT_VENV)/bin/python || $(PYTHON) -m venv $(LINT_VENV)
 	$(LINT_VENV)/bin/pip install -q --disable-pip-version-check -r tests/requirements-lint.txt
-	GOBIN=$(CURDIR)/$(LINT_VENV)/bin go install $$(sed -n 's/^# go install //p' tests/requirements-lint.txt)
+	sed -n 's/^# go install //p' tests/requirements-lint.txt | xargs -n1 env GOBIN=$(CURDIR)/$(LINT_VENV)/bin go install
 	@touch $@
 
-lint-tools: $(LINT_VENV)/.installed ## pipeline linters (actionlint, shellcheck, check-jsonschema) in .venv-lint
+lint-tools: $(LINT_VENV)/.installed ## pipeline linters (actionlint, shellcheck, check-jsonschema) and promtool in .venv-lint
 
 toolchain: ## Pulumi engine + local Kubernetes API from Go modules (cached outside the repo)
 	@$(TOOLCHAIN_BUILD) >/dev/null

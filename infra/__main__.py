@@ -16,6 +16,7 @@ from components.addons.external_secrets import ExternalSecrets, ExternalSecretsA
 from components.addons.helm_addon import ClusterNetwork  # noqa: E402
 from components.addons.ingress import IngressArgs, Listener, acme_http01_solver, ingress_controller  # noqa: E402
 from components.addons.metrics_server import metrics_server  # noqa: E402
+from components.addons.monitoring import Monitoring, MonitoringArgs, addon_targets  # noqa: E402
 from components.addons.reloader import reloader  # noqa: E402
 from components.app import AppDeployment, AppDeploymentArgs  # noqa: E402
 from components.cluster.base import IdentityPermissions  # noqa: E402
@@ -112,6 +113,19 @@ if addons.metrics_server.installed_on(cfg.cloud):
     metrics_server(addons.metrics_server, network, in_cluster)
 if addons.reloader.enabled:  # apps roll when their synced Secret changes
     reloader(addons.reloader, network, cfg.app_namespace, in_cluster)
+if addons.monitoring.enabled:  # Prometheus, the platform's alerts, scrape targets (docs/operations.md#monitoring)
+    Monitoring(
+        "monitoring",
+        MonitoringArgs(
+            addons.monitoring,
+            network,
+            cfg.app_namespace,
+            apps={name: app.port for name, app in cfg.apps.items()},
+            ingress_controller=cfg.ingress.controller,
+            addon_targets=addon_targets(cfg.installed_addons()),
+        ),
+        pulumi.ResourceOptions.merge(after_namespace, pulumi.ResourceOptions(depends_on=[c for c in (cert_manager, secrets, ingress) if c])),
+    )
 
 # --- apps ----------------------------------------------------------------------------------------
 apps = {

@@ -19,6 +19,7 @@ from components.addons.external_secrets import ExternalSecretsSettings
 from components.addons.helm_addon import AddonSettings, chart_source_problems
 from components.addons.ingress import ENVOY_PROXY_PODS, EnvoyGatewaySettings, IngressNginxSettings, IngressSettings
 from components.addons.metrics_server import CLOUDS_WITH_METRICS_SERVER, MetricsServerSettings
+from components.addons.monitoring import MonitoringSettings, monitoring_problems
 from components.addons.reloader import ReloaderSettings
 from components.app import AppSettings
 from components.cluster.aks.settings import AksSettings
@@ -53,6 +54,7 @@ class Addons(Settings):
     external_secrets: ExternalSecretsSettings = Field(default=ExternalSecretsSettings(), alias="external-secrets")
     metrics_server: MetricsServerSettings = Field(default=MetricsServerSettings(), alias="metrics-server")
     reloader: ReloaderSettings = ReloaderSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
 
 
 class PlatformConfig(Settings):
@@ -133,6 +135,7 @@ class PlatformConfig(Settings):
             "external-secrets": a.external_secrets.enabled,
             "metrics-server": a.metrics_server.installed_on(self.cloud),
             "reloader": a.reloader.enabled,
+            "monitoring": a.monitoring.enabled,
         }
         return {key: getattr(a, key.replace("-", "_")) for key, on in candidates.items() if on}
 
@@ -156,6 +159,8 @@ class PlatformConfig(Settings):
                 "addons.reloader.enabled: Reloader rolls apps when External Secrets changes their Secrets: "
                 "needs addons.external-secrets.enabled"
             )
+        if a.monitoring.enabled:
+            problems += monitoring_problems(a.monitoring, self.namespaces)
         for key, settings in self.installed_addons().items():
             problems += chart_source_problems(f"addons.{key}", settings)
         return problems
