@@ -16,6 +16,7 @@ Needs the toolchain's helm (`toolchain/build.sh`) and checkov (`make checkov`), 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import time
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
 
 from infra.simulate import simulate
 from policies import waivers
@@ -130,16 +132,14 @@ def render_case(case: str, stack: str, overrides: dict, helm: Path, work: Path, 
 
 @pytest.fixture(scope="session")
 def stacks(helm, tmp_path_factory) -> dict[str, Rendered]:
-    """Every case rendered, and written as one YAML file per object under <case>/program and
-    <case>/charts/<release> (checkov reads them from there)."""
+    """Every case rendered; the program's objects written as one YAML file per object under
+    <case>/program (checkov reads them from there, chart objects are written by checkov_by_case)."""
     root, cache, found = tmp_path_factory.mktemp("rendered-stacks"), {}, {}
     started = time.monotonic()
     for case, stack, overrides in CASES:
         rendered = render_case(case, stack, overrides, helm, root / "helm", cache)
-        rendered.dir = root / case
+        rendered.dir = root / "cases" / case
         write_manifests(rendered.own, rendered.dir / "program")
-        for release, docs in rendered.charts.items():
-            write_manifests(docs, rendered.dir / "charts" / release)
         found[case] = rendered
     print(f"\nrendered {len(found)} cases ({len(cache)} distinct chart renders) in {time.monotonic() - started:.1f}s")
     return found
@@ -147,18 +147,33 @@ def stacks(helm, tmp_path_factory) -> dict[str, Rendered]:
 
 @pytest.fixture(scope="session")
 def checkov_by_case(stacks) -> dict[str, list[str]]:
-    """checkov once over every case's files; a chart object's failure of a check on the chart skip
-    list is the chart's upstream design (each has its reason in tests/checkov-chart-skips.txt)."""
+    """checkov once over every case's program objects and every distinct chart object (most are
+    the same in every case: each is written once, under charts/, and its failures count for every
+    case that renders it). A chart object's failure of a check on the chart skip list is the
+    chart's upstream design (each has its reason in tests/checkov-chart-skips.txt)."""
     started = time.monotonic()
-    root = next(iter(stacks.values())).dir.parent
+    root = next(iter(stacks.values())).dir.parents[1]
+    cases_of: dict[str, set[str]] = {}
+    for case, rendered in stacks.items():
+        for release, docs in rendered.charts.items():
+            for doc in docs:
+                text = yaml.safe_dump(doc, sort_keys=False)
+                key = f"{release}-{doc['kind'].lower()}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+                if key not in cases_of:
+                    (root / "charts").mkdir(exist_ok=True)
+                    (root / "charts" / f"{key}.yaml").write_text(text)
+                cases_of.setdefault(key, set()).add(case)
     failures = checkov_results(root, timeout=1800)
     print(f"\ncheckov over {sum(1 for _ in root.rglob('*.yaml'))} files in {time.monotonic() - started:.1f}s")
     by_case: dict[str, list[str]] = {case: [] for case in stacks}
     for failure in failures:
-        case, origin = failure.file.relative_to(root).parts[:2]
-        if origin == "charts" and failure.check_id in CHART_CHECKOV_SKIPS:
-            continue
-        by_case[case].append(f"{failure.file.relative_to(root / case)}: {failure}")
+        where = failure.file.relative_to(root)
+        if where.parts[0] == "charts":
+            if failure.check_id not in CHART_CHECKOV_SKIPS:
+                for case in cases_of[where.stem]:
+                    by_case[case].append(f"{where}: {failure}")
+        else:
+            by_case[where.parts[1]].append(f"{where}: {failure}")
     return by_case
 
 
@@ -254,6 +269,22 @@ def test_the_pack_blocks_a_chart_object_that_breaks_a_rule_no_waiver_names(one_c
 def test_checkov_flags_a_privileged_chart_container_despite_the_chart_skips(one_case, tmp_path):
     deployment = copy.deepcopy(_first(one_case, "Deployment"))
     deployment["spec"]["template"]["spec"]["containers"][0].setdefault("securityContext", {})["privileged"] = True
-    write_manifests([deployment], tmp_path / "case" / "charts" / "x")
+    write_manifests([deployment], tmp_path / "charts")
     failures = checkov_results(tmp_path, CHART_CHECKOV_SKIPS)
     assert any(f.check_id == "CKV_K8S_16" for f in failures), failures  # privileged container
+
+
+# --- the same pack in a real preview: the chart waivers match the engine's own URNs ---------------
+
+
+def test_a_real_preview_of_every_add_on_passes_the_production_policy_config(project):
+    """local-platform (every add-on, Envoy Gateway) previewed by the real engine with the pack and
+    production's config: every chart object reaches the pack, and nothing mandatory is left."""
+    project.env["CLIPPER_CHARTS_DIR"] = str(charts_dir())
+    project.init("local-platform")
+    project.set("local-platform", "ingress.controller", "gateway")
+    result = project.ok("preview", "--stack", "local-platform", "--policy-pack", "policies",
+                        "--policy-pack-config", "policies/config/production.json", timeout=1500)
+    assert "[mandatory]" not in result.output
+    assert "is waived for this envoy-gateway chart object" in result.output
+    assert "is waived for this cert-manager chart object" in result.output
