@@ -11,6 +11,7 @@ os.chdir(PROJECT_ROOT)
 
 import pulumi  # noqa: E402
 
+from components.addons.backups import Backups, BackupsArgs, location_storage  # noqa: E402
 from components.addons.cert_manager import CertManager, CertManagerArgs  # noqa: E402
 from components.addons.external_secrets import ExternalSecrets, ExternalSecretsArgs  # noqa: E402
 from components.addons.helm_addon import ClusterNetwork  # noqa: E402
@@ -113,6 +114,14 @@ if addons.metrics_server.installed_on(cfg.cloud):
     metrics_server(addons.metrics_server, network, in_cluster)
 if addons.reloader.enabled:  # apps roll when their synced Secret changes
     reloader(addons.reloader, network, cfg.app_namespace, in_cluster)
+backups = None
+if addons.backups.enabled:  # Velero, into the cloud's bucket as its own identity (docs/operations.md#backups)
+    b = addons.backups
+    storage = location_storage(b.location, b.plugin_version) if b.location else cluster.backup_storage()
+    identities["velero"] = cluster.identity_for(b.namespace, "velero", IdentityPermissions(buckets=(storage.ref,)))
+    backups = Backups(
+        "velero", BackupsArgs(b, storage, identities["velero"], network, cfg.app_namespace), after_namespace
+    )
 if addons.monitoring.enabled:  # Prometheus, the platform's alerts, scrape targets (docs/operations.md#monitoring)
     Monitoring(
         "monitoring",
@@ -168,5 +177,7 @@ if ingress_address is not None:
 pulumi.export("namespaces", sorted(namespaces))
 pulumi.export("appImages", {name: app.image for name, app in apps.items()})
 pulumi.export("appUrls", {name: app.url for name, app in apps.items() if app.url})
+if backups is not None:
+    pulumi.export("backupBucket", backups.bucket)
 if cfg.notification_webhook:
     pulumi.export("notificationWebhook", pulumi.Output.secret(cfg.notification_webhook))

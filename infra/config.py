@@ -14,6 +14,7 @@ import pulumi
 from pulumi.runtime import config as runtime_config
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from components.addons.backups import BackupSettings, backup_problems
 from components.addons.cert_manager import CertManagerSettings
 from components.addons.external_secrets import ExternalSecretsSettings
 from components.addons.helm_addon import AddonSettings, chart_source_problems
@@ -55,6 +56,7 @@ class Addons(Settings):
     metrics_server: MetricsServerSettings = Field(default=MetricsServerSettings(), alias="metrics-server")
     reloader: ReloaderSettings = ReloaderSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    backups: BackupSettings = BackupSettings()
 
 
 class PlatformConfig(Settings):
@@ -136,6 +138,7 @@ class PlatformConfig(Settings):
             "metrics-server": a.metrics_server.installed_on(self.cloud),
             "reloader": a.reloader.enabled,
             "monitoring": a.monitoring.enabled,
+            "backups": a.backups.enabled,
         }
         return {key: getattr(a, key.replace("-", "_")) for key, on in candidates.items() if on}
 
@@ -159,6 +162,8 @@ class PlatformConfig(Settings):
                 "addons.reloader.enabled: Reloader rolls apps when External Secrets changes their Secrets: "
                 "needs addons.external-secrets.enabled"
             )
+        if a.backups.enabled:
+            problems += backup_problems(a.backups, self.app_namespace, self.cloud)
         if a.monitoring.enabled:
             problems += monitoring_problems(a.monitoring, self.namespaces)
         for key, settings in self.installed_addons().items():

@@ -8,6 +8,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 if TYPE_CHECKING:
+    from components.backup_storage import BackupStorage
     from components.dns import DnsSettings, DnsZone
 
 
@@ -18,6 +19,8 @@ class IdentityPermissions:
     secrets: tuple[str, ...] = ()
     # Zone handles from `DnsZone.ref` (resolved by the cloud, hence Inputs).
     dns_zones: tuple[pulumi.Input[str], ...] = ()
+    # Backup buckets from `BackupStorage.ref`: list, read, write and delete their objects.
+    buckets: tuple[pulumi.Input[str], ...] = ()
 
 
 @dataclass
@@ -97,4 +100,9 @@ class Cluster(Protocol):
 
     def dns_zone(self, settings: "DnsSettings") -> Optional["DnsZone"]:
         """The stack's public zone in this cloud's DNS service; None where DNS is managed elsewhere."""
+        ...
+
+    def backup_storage(self) -> Optional["BackupStorage"]:
+        """A private, encrypted, versioned bucket for Velero in this cloud; None where storage is
+        configured instead (`addons.backups.location` on an existing cluster)."""
         ...

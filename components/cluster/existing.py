@@ -79,3 +79,7 @@ class ExistingCluster(pulumi.ComponentResource):
     def dns_zone(self, settings: DnsSettings) -> None:
         # A cluster made elsewhere has its DNS managed elsewhere too; `dns` is ignored for it.
         return None
+
+    def backup_storage(self) -> None:
+        # Its object storage is made elsewhere too: `addons.backups.location` names it.
+        return None

@@ -13,6 +13,7 @@ import pulumi_azure_native as azure
 import pulumi_kubernetes as k8s
 import yaml
 
+from components.backup_storage import BackupStorage, azure_container
 from components.cluster.aks.keys import vault_and_key
 from components.cluster.aks.network import AksSubnets, aks_network
 from components.cluster.aks.roles import RoleGrants
@@ -345,6 +346,8 @@ class AksCluster(pulumi.ComponentResource):
             self._grants.assign(f"{prefix}-secrets", identity.principal_id, "key-vault-secrets-user", self.vault.id)
         for i, zone in enumerate(permissions.dns_zones):
             self._grants.assign(f"{prefix}-dns-{i}", identity.principal_id, "dns-zone-contributor", zone)
+        for i, container in enumerate(permissions.buckets):
+            self._grants.assign(f"{prefix}-bucket-{i}", identity.principal_id, "storage-blob-data-contributor", container)
         return WorkloadIdentity(
             namespace=namespace,
             service_account=service_account,
@@ -361,6 +364,12 @@ class AksCluster(pulumi.ComponentResource):
                 "serviceAccountRef": {"name": identity.service_account, "namespace": identity.namespace},
             }
         }
+
+    def backup_storage(self) -> BackupStorage:
+        s = self._settings
+        # Storage account names: 3-24 lower-case letters and digits, unique across Azure.
+        account = bounded_name("".join(c for c in s.cluster_name(pulumi.get_stack()).lower() if c.isalnum()), "bk", limit=24, separator="")
+        return azure_container(f"{self._prefix}-backups", account, self._place, self._subscription_id, self._child)
 
     def dns_zone(self, settings: DnsSettings) -> AzureDnsZone:
         group = self._settings.dns_zone_resource_group or self._settings.resource_group

@@ -15,6 +15,7 @@ ROLES = {
     "dns-zone-contributor": "befefa01-2a29-4197-83a8-272ff33ce314",
     "network-contributor": "4d97b98b-1d4f-4787-a291-c67834d212e7",
     "aks-rbac-cluster-admin": "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b",
+    "storage-blob-data-contributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
 }
 
 

@@ -11,11 +11,13 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from components.backup_storage import BackupStorage, s3_bucket
 from components.cluster.base import CLIPPER_SPOT, POOL_LABEL, IdentityPermissions, NodeAutoscaler, WorkloadIdentity
 from components.cluster.eks import iam
 from components.cluster.eks.network import EksSubnets, create_vpc
 from components.cluster.eks.settings import EksSettings
 from components.cluster.kubeconfig import ExecCredential, exec_kubeconfig
+from components.cluster.naming import bounded_name
 from components.cluster.settings import NodePool
 from components.dns import DnsSettings, is_ip_address
 
@@ -287,10 +289,11 @@ class EksCluster(pulumi.ComponentResource):
 
     def identity_for(self, namespace: str, service_account: str, permissions: IdentityPermissions) -> WorkloadIdentity:
         policy = None
-        if permissions.secrets or permissions.dns_zones:
+        if permissions.secrets or permissions.dns_zones or permissions.buckets:
             p, region = self._partition, self._settings.region
-            policy = pulumi.Output.all(self._account_id, pulumi.Output.all(*permissions.dns_zones)).apply(
-                lambda a: iam.workload_policy(permissions, p, region, a[0], a[1])
+            zones, buckets = pulumi.Output.all(*permissions.dns_zones), pulumi.Output.all(*permissions.buckets)
+            policy = pulumi.Output.all(self._account_id, zones, buckets).apply(
+                lambda a: iam.workload_policy(permissions, p, region, a[0], a[1], a[2])
             )
         return self._workload_role(namespace, service_account, policy)
 
@@ -314,6 +317,12 @@ class EksCluster(pulumi.ComponentResource):
                 "auth": {"jwt": {"serviceAccountRef": {"name": identity.service_account, "namespace": identity.namespace}}},
             }
         }
+
+    def backup_storage(self) -> BackupStorage:
+        s = self._settings
+        # Bucket names are global: the account id keeps two accounts' clusters of one name apart.
+        name = self._account_id.apply(lambda account: bounded_name(s.cluster_name(pulumi.get_stack()), "backups", account, limit=63))
+        return s3_bucket(f"{self._prefix}-backups", name, s.region, self._partition, self._child)
 
     def dns_zone(self, settings: DnsSettings) -> Route53Zone:
         s = self._settings

@@ -36,7 +36,9 @@ def irsa_trust(provider_arn: str, issuer_host: str, namespace: str, service_acco
     return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
 
 
-def workload_policy(permissions: IdentityPermissions, p: str, region: str, account: str, zone_ids: list[str]) -> str:
+def workload_policy(
+    permissions: IdentityPermissions, p: str, region: str, account: str, zone_ids: list[str], bucket_arns: tuple[str, ...] = ()
+) -> str:
     statements = []
     if permissions.secrets:
         statements.append(
@@ -58,6 +60,16 @@ def workload_policy(permissions: IdentityPermissions, p: str, region: str, accou
             },
             {"Sid": "TrackChanges", "Effect": "Allow", "Action": "route53:GetChange", "Resource": f"arn:{p}:route53:::change/*"},
             {"Sid": "FindZones", "Effect": "Allow", "Action": "route53:ListHostedZonesByName", "Resource": "*"},
+        ]
+    if bucket_arns:
+        statements += [
+            {"Sid": "ListBuckets", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": list(bucket_arns)},
+            {
+                "Sid": "ReadWriteBucketObjects",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+                "Resource": [f"{arn}/*" for arn in bucket_arns],
+            },
         ]
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
 

@@ -10,6 +10,7 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
+from components.backup_storage import BackupStorage, gcs_bucket
 from components.cluster.base import CLIPPER_SPOT, POOL_LABEL, IdentityPermissions, WorkloadIdentity
 from components.cluster.gke.settings import GkeSettings
 from components.cluster.kubeconfig import ExecCredential, exec_kubeconfig
@@ -342,6 +343,10 @@ class GkeCluster(pulumi.ComponentResource):
             gcp.dns.DnsManagedZoneIamMember(
                 f"{prefix}-dns-{i}", project=s.project, managed_zone=zone, role="roles/dns.admin", member=member, opts=self._child
             )
+        for i, bucket in enumerate(permissions.buckets):
+            gcp.storage.BucketIAMMember(
+                f"{prefix}-bucket-{i}", bucket=bucket, role="roles/storage.objectAdmin", member=member, opts=self._child
+            )
         return WorkloadIdentity(
             namespace=namespace,
             service_account=service_account,
@@ -364,6 +369,11 @@ class GkeCluster(pulumi.ComponentResource):
                 },
             }
         }
+
+    def backup_storage(self) -> BackupStorage:
+        s = self._settings
+        name = bounded_name(s.project, s.cluster_name(pulumi.get_stack()), "backups", limit=63)
+        return gcs_bucket(f"{self._prefix}-backups", name, s.project, s.region, self._child)
 
     def dns_zone(self, settings: DnsSettings) -> CloudDnsZone:
         return CloudDnsZone(
