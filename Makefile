@@ -93,7 +93,7 @@ cluster-up: toolchain ## start a local Kubernetes API (etcd, apiserver, controll
 cluster-down: ## stop the local Kubernetes API and remove its data
 	bash toolchain/cluster.sh down
 
-bench: venv toolchain ## benchmarks: program cost vs floor, engine vs kubectl apply, test times (JSON in .state/bench)
+bench: venv toolchain ## benchmarks: program cost vs floor (N=1,10,50), engine vs kubectl apply (JSON in .state/bench)
 	$(WITH_TOOLCHAIN) CLIPPER_REQUIRE_ENGINE=1 $(PY) -m bench
 
 docs: venv ## regenerate Pulumi.yaml's config block and docs/configuration.md from the models

@@ -68,6 +68,8 @@ class ExternalSecrets(pulumi.ComponentResource):
             "serviceAccount": {"name": args.identity.service_account, "annotations": args.identity.service_account_annotations},
             "podLabels": args.identity.pod_labels,
             **highly_available({"app.kubernetes.io/name": "external-secrets", "app.kubernetes.io/instance": name}, "replicaCount"),
+            # Two controller replicas without leader election would both reconcile every ExternalSecret.
+            "leaderElect": True,
             "resources": resources(),
             "webhook": {
                 **highly_available(

@@ -175,3 +175,9 @@ def test_a_chart_directory_of_another_version_is_refused(tmp_path, charts_dir):
     meta = yaml.safe_load((copy / "Chart.yaml").read_text())
     (copy / "Chart.yaml").write_text(yaml.safe_dump({**meta, "version": "v1.21.1"}))
     assert simulate("production", {"addons.cert-manager.chartPath": str(copy)}).one(CHART, "cert-manager")
+
+
+def test_external_secrets_controllers_elect_a_leader(production):
+    values = _values(production, "external-secrets")
+    # The chart runs its two controller replicas without leader election unless told (leaderElect: false).
+    assert values["replicaCount"] == 2 and values["leaderElect"] is True
