@@ -18,6 +18,7 @@ import yaml
 from infra.config import PROJECT
 
 SECRET_MASK = "[secret]"
+UNDECRYPTABLE = "ERROR_UNABLE_TO_DECRYPT"  # what the engine shows for a secret its current key cannot open
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,10 @@ class ConfigEntry:
 
     @property
     def readable(self) -> bool:
-        """False for a secret whose plaintext the CLI did not give (no --show-secrets, no key)."""
-        return self.value is not None
+        """False for a secret whose plaintext the CLI did not give (no --show-secrets, no key), or
+        gave as the engine's placeholder for one it could not decrypt (history recorded under an
+        earlier secrets provider keeps the old ciphertext)."""
+        return self.value is not None and not (self.secret and self.value == UNDECRYPTABLE)
 
     def display(self) -> str:
         if self.secret:

@@ -161,7 +161,7 @@ def test_secrets_provider_change_on_s3_then_rollback_past_it(s3, bin_dir, tmp_pa
     """docs/backends.md's procedure on the passphrase provider: the change re-encrypts config and
     state (the new passphrase comes on stdin without a terminal), the stack previews with no
     changes; history before the change stays under the old key. A rollback past the change must
-    not restore undecryptable secrets: today it does (xfail, named in docs/backends.md)."""
+    not restore undecryptable secrets: it refuses, naming them."""
     project = on_s3(OpsProject.copy_of(ROOT, tmp_path, bin_dir, with_policies=False), s3, "secrets")
     project.ok("stack", "init", PRODUCTION)
     project.deploy(PRODUCTION, "deploy v1")
@@ -186,7 +186,5 @@ def test_secrets_provider_change_on_s3_then_rollback_past_it(s3, bin_dir, tmp_pa
     project.deploy(PRODUCTION, "deploy v2")
     rolled = project.ops("rollback", "--stack", PRODUCTION, "--steps", "1", "--yes")
     webhook = project.pulumi("config", "get", "clipper:notificationWebhook", "--stack", PRODUCTION).stdout.strip()
-    if rolled.returncode == 0 and webhook == "ERROR_UNABLE_TO_DECRYPT":
-        pytest.xfail("defect: rollback past a secrets-provider change restores ERROR_UNABLE_TO_DECRYPT as the secret")
     assert rolled.returncode == 1 and "decrypt" in rolled.stderr, rolled.output
     assert webhook == WEBHOOK[PRODUCTION]
