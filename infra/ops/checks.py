@@ -14,7 +14,7 @@ from pulumi import automation as auto
 
 from infra.ops import console, reach, stacks
 from infra.ops.errors import OpsError, Refused
-from infra.ops.stack_config import StackConfig, plain_project_settings, project_setting
+from infra.ops.stack_config import StackConfig, existing_kubeconfig, plain_project_settings, project_setting
 
 # A refresh that would change a resource shows it as one of these operations.
 DRIFT_OPS = {"update", "delete", "replace", "create", "create-replacement", "delete-replaced"}
@@ -203,16 +203,12 @@ def kubernetes_endpoint(stack: auto.Stack, config: StackConfig, work_dir: Path) 
         existing = project_setting(config, "existing", {}) or {}
         if existing.get("mode", "cluster") == "render":
             return None, "none: render mode writes manifests and reaches no cluster"
-        if existing.get("kubeconfig"):
-            kubeconfig = Path(os.path.expanduser(existing["kubeconfig"]))
-            kubeconfig = kubeconfig if kubeconfig.is_absolute() else work_dir / kubeconfig  # as the program reads it
-            origin = f"clipper:existing.kubeconfig in {stack_file}"
-        elif os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]:
-            kubeconfig = Path(os.environ["KUBECONFIG"].split(os.pathsep)[0])
-            origin = f"$KUBECONFIG: {stack_file} sets no clipper:existing.kubeconfig"
-        else:
-            kubeconfig = Path.home() / ".kube" / "config"
-            origin = f"the default: {stack_file} sets no clipper:existing.kubeconfig, $KUBECONFIG is unset"
+        kubeconfig, source = existing_kubeconfig(existing, work_dir)
+        origin = {
+            "config": f"clipper:existing.kubeconfig in {stack_file}",
+            "env": f"$KUBECONFIG: {stack_file} sets no clipper:existing.kubeconfig",
+            "default": f"the default: {stack_file} sets no clipper:existing.kubeconfig, $KUBECONFIG is unset",
+        }[source]
         return reach.read_kubeconfig(kubeconfig, existing.get("context"), origin), ""
     kubeconfig_output = stacks.outputs(stack).get("kubeconfig")
     if not kubeconfig_output:

@@ -16,7 +16,6 @@ Which kubeconfig, in the order the program itself uses:
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -33,7 +32,7 @@ from components.app import AppSettings
 from infra.ops import stacks
 from infra.ops.checks import renders_only
 from infra.ops.errors import BadUsage, Refused
-from infra.ops.stack_config import StackConfig, project_setting
+from infra.ops.stack_config import StackConfig, existing_kubeconfig, project_setting
 
 REQUEST_TIMEOUT_S = 15  # per kubectl call: a dead API server fails a command, it does not hang it
 REVISION = "deployment.kubernetes.io/revision"
@@ -180,13 +179,7 @@ def cluster_of(stack, config: StackConfig, work_dir: Path, command: str) -> Iter
     cloud = project_setting(config, "cloud", "existing")
     if cloud == "existing":
         existing = project_setting(config, "existing", {}) or {}
-        if existing.get("kubeconfig"):
-            path = Path(os.path.expanduser(existing["kubeconfig"]))
-            path = path if path.is_absolute() else work_dir / path
-        elif os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]:
-            path = Path(os.environ["KUBECONFIG"].split(os.pathsep)[0])
-        else:
-            path = Path.home() / ".kube" / "config"
+        path, _ = existing_kubeconfig(existing, work_dir)
         if not path.is_file():
             raise Refused(f"{stack.name}: no kubeconfig at {path} (clipper:existing.kubeconfig, else $KUBECONFIG)")
         yield Kubectl(path, existing.get("context"))

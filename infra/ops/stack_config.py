@@ -9,6 +9,7 @@ each key as `{"value": text, "objectValue": structure?, "secret": bool}`; `pulum
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
@@ -112,3 +113,15 @@ def without_implicit_defaults(entries: StackConfig, defaults: StackConfig, expli
         for key, entry in entries.items()
         if key in explicit_keys or defaults.get(key) != entry
     }
+
+
+def existing_kubeconfig(existing: Mapping[str, Any], work_dir: Path) -> tuple[Path, str]:
+    """The kubeconfig an existing-cluster stack uses, resolved as the program reads it, and where
+    it came from: "config" (clipper:existing.kubeconfig), "env" ($KUBECONFIG) or "default"."""
+    if existing.get("kubeconfig"):
+        path = Path(os.path.expanduser(existing["kubeconfig"]))
+        return (path if path.is_absolute() else work_dir / path), "config"
+    from_env = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
+    if from_env:
+        return Path(from_env), "env"
+    return Path.home() / ".kube" / "config", "default"
