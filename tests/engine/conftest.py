@@ -7,9 +7,11 @@ import shutil
 import subprocess
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
+from tests.charts import helm_binary
 from tests.engine.engine import Project, toolchain_bin
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,15 +23,23 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.engine)
 
 
-@pytest.fixture(scope="session")
-def bin_dir() -> Path:
-    found = toolchain_bin()
+def built(found: Optional[Path], message: str) -> Path:
+    """A toolchain binary or folder; missing, it skips the test, or fails it under make test."""
     if found is None:
-        message = "the Pulumi toolchain is not built: run `make toolchain` (make test does)"
         if os.environ.get("CLIPPER_REQUIRE_ENGINE") == "1":
             pytest.fail(message)
         pytest.skip(message)
     return found
+
+
+@pytest.fixture(scope="session")
+def bin_dir() -> Path:
+    return built(toolchain_bin(), "the Pulumi toolchain is not built: run `make toolchain` (make test does)")
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    return built(helm_binary(), "helm is not built: run `toolchain/build.sh` (make test does)")
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from policies import waivers
 from policies.chart_waivers import CHART_WAIVERS
 from policies.config import load_stack_config
 from policies.pack import ResourceRecord, evaluate
-from tests.charts import (ChartInstall, chart_installs, charts_dir, child_urn, helm_binary, normalise, render_chart,
+from tests.charts import (ChartInstall, chart_installs, charts_dir, child_urn, normalise, render_chart,
                           resource_name, resource_type, stack_variants)
 from tests.manifests import CHART_CHECKOV_SKIPS, checkov_results, is_builtin_kind, schema_errors, write_manifests
 
@@ -80,17 +80,6 @@ class Rendered:
             "CRDs": sum(d["kind"] == "CustomResourceDefinition" for d in docs),
             "custom resources": sum(not is_builtin_kind(d) for d in docs),
         }
-
-
-@pytest.fixture(scope="session")
-def helm() -> Path:
-    found = helm_binary()
-    if found is None:
-        message = "helm is not built: run `toolchain/build.sh` (make test does)"
-        if os.environ.get("CLIPPER_REQUIRE_ENGINE") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
 
 
 def _render(sim_install: ChartInstall, helm: Path, work: Path, cache: dict) -> list[dict]:
