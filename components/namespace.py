@@ -97,6 +97,43 @@ class NamespaceBaselineArgs:
     acme_http01: bool = False  # cert-manager solves HTTP-01 challenges for this namespace's hosts
 
 
+def compute_limits(
+    name: str, namespace: str, quota: QuotaSettings, limits: LimitRangeSettings, opts: pulumi.ResourceOptions
+) -> k8s.core.v1.LimitRange:
+    """The namespace's ResourceQuota (`compute`) and LimitRange (`container-defaults`, which gives
+    containers that declare no resources the defaults the quota needs them to have). Returns the
+    LimitRange: pods wait for it; the quota is not waited on (the provider waits for its status)."""
+    k8s.core.v1.ResourceQuota(
+        f"{name}-quota",
+        metadata={"name": "compute", "namespace": namespace, "labels": platform_labels("quota")},
+        spec={
+            "hard": {
+                "requests.cpu": quota.requests_cpu,
+                "requests.memory": quota.requests_memory,
+                "limits.cpu": quota.limits_cpu,
+                "limits.memory": quota.limits_memory,
+                "pods": str(quota.pods),
+            }
+        },
+        opts=opts,
+    )
+    return k8s.core.v1.LimitRange(
+        f"{name}-limits",
+        metadata={"name": "container-defaults", "namespace": namespace, "labels": platform_labels("quota")},
+        spec={
+            "limits": [
+                {
+                    "type": "Container",
+                    "defaultRequest": limits.default_request.model_dump(),
+                    "default": limits.default_limit.model_dump(),
+                    "max": limits.max.model_dump(),
+                }
+            ]
+        },
+        opts=opts,
+    )
+
+
 class NamespaceBaseline(pulumi.ComponentResource):
     """One namespace and the guard rails every namespace of the platform gets."""
 
@@ -135,37 +172,8 @@ class NamespaceBaseline(pulumi.ComponentResource):
         return {"name": name, "namespace": self._args.name, "labels": platform_labels(component)}
 
     def _quota(self) -> None:
-        q, lim = self._args.settings.quota, self._args.settings.limits
-        k8s.core.v1.ResourceQuota(
-            f"{self._args.name}-quota",
-            metadata=self._meta("compute", "quota"),
-            spec={
-                "hard": {
-                    "requests.cpu": q.requests_cpu,
-                    "requests.memory": q.requests_memory,
-                    "limits.cpu": q.limits_cpu,
-                    "limits.memory": q.limits_memory,
-                    "pods": str(q.pods),
-                }
-            },
-            opts=self._child_opts,
-        )
-        limits = k8s.core.v1.LimitRange(
-            f"{self._args.name}-limits",
-            metadata=self._meta("container-defaults", "quota"),
-            spec={
-                "limits": [
-                    {
-                        "type": "Container",
-                        "defaultRequest": lim.default_request.model_dump(),
-                        "default": lim.default_limit.model_dump(),
-                        "max": lim.max.model_dump(),
-                    }
-                ]
-            },
-            opts=self._child_opts,
-        )
-        self.guard_rails.append(limits)
+        settings = self._args.settings
+        self.guard_rails.append(compute_limits(self._args.name, self._args.name, settings.quota, settings.limits, self._child_opts))
 
     def _policy(self, name: str, spec: dict) -> None:
         self.guard_rails.append(

@@ -112,7 +112,8 @@ if addons.external_secrets.enabled:
     )
 if addons.metrics_server.installed_on(cfg.cloud):
     metrics_server(addons.metrics_server, network, in_cluster)
-if addons.reloader.enabled:  # apps roll when their synced Secret changes
+reloads = addons.reloader.installed_with(addons.external_secrets.enabled)
+if reloads:  # apps roll when their synced Secret changes
     reloader(addons.reloader, network, cfg.app_namespace, in_cluster)
 backups = None
 if addons.backups.enabled:  # Velero, into the cloud's bucket as its own identity (docs/operations.md#backups)
@@ -132,6 +133,7 @@ if addons.monitoring.enabled:  # Prometheus, the platform's alerts, scrape targe
             apps={name: app.port for name, app in cfg.apps.items()},
             ingress_controller=cfg.ingress.controller,
             addon_targets=addon_targets(cfg.installed_addons()),
+            backup_rpo=addons.backups.rpo if backups else None,  # one RPO: the one the schedules are checked against
         ),
         pulumi.ResourceOptions.merge(after_namespace, pulumi.ResourceOptions(depends_on=[c for c in (cert_manager, secrets, ingress) if c])),
     )
@@ -147,7 +149,7 @@ apps = {
             ingress=ingress,
             certificate_issuer=addons.cert_manager.issuer if cert_manager else None,
             secrets=secrets.sync if secrets else None,
-            reload_on_secret_change=addons.reloader.enabled,
+            reload_on_secret_change=reloads,
         ),
         pulumi.ResourceOptions.merge(
             after_namespace, pulumi.ResourceOptions(depends_on=[c for c in (cert_manager, secrets) if c])

@@ -136,7 +136,7 @@ class PlatformConfig(Settings):
             "envoy-gateway": chosen["envoy-gateway"] and a.envoy_gateway.enabled,
             "external-secrets": a.external_secrets.enabled,
             "metrics-server": a.metrics_server.installed_on(self.cloud),
-            "reloader": a.reloader.enabled,
+            "reloader": a.reloader.installed_with(a.external_secrets.enabled),
             "monitoring": a.monitoring.enabled,
             "backups": a.backups.enabled,
         }
@@ -157,7 +157,7 @@ class PlatformConfig(Settings):
                 f"addons.metrics-server.enabled: {self.cloud} runs its own metrics-server; a second one collides "
                 "with it (APIService v1beta1.metrics.k8s.io): leave the key unset"
             )
-        if a.reloader.enabled and not a.external_secrets.enabled:
+        if "enabled" in a.reloader.model_fields_set and a.reloader.enabled and not a.external_secrets.enabled:
             problems.append(
                 "addons.reloader.enabled: Reloader rolls apps when External Secrets changes their Secrets: "
                 "needs addons.external-secrets.enabled"

@@ -13,7 +13,7 @@ Envoy proxies of Envoy Gateway) and Velero (backups).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Optional
 
 Severity = Literal["critical", "warning"]
 SEVERITIES = ("critical", "warning")
@@ -63,11 +63,13 @@ def _ingress_5xx(controller: str) -> str:
     )
 
 
-def alert_groups(ingress_controller: Literal["nginx", "gateway"] = "gateway", backup_rpo: str = "24h") -> dict[str, list[Alert]]:
-    """The alerts by rule group. `backup_rpo`: the recovery point objective (e.g. 24h)."""
-    rpo = _seconds(backup_rpo)
+def alert_groups(
+    ingress_controller: Literal["nginx", "gateway"] = "gateway", backup_rpo: Optional[str] = "24h"
+) -> dict[str, list[Alert]]:
+    """The alerts by rule group. `backup_rpo`: the recovery point objective (e.g. 24h); None: no
+    backups run, so no backup alerts."""
     verify = "`python -m infra.ops verify --stack <stack>`"
-    return {
+    groups = {
         "clipper-pods": [
             Alert(
                 "PodNotReady",
@@ -168,30 +170,34 @@ def alert_groups(ingress_controller: Literal["nginx", "gateway"] = "gateway", ba
                 "the most memory or disk on it, or add a node to its pool (`<cloud>.nodePools`).",
             ),
         ],
-        "clipper-backups": [
-            Alert(
-                "BackupFailed",
-                'velero_backup_last_status{schedule!=""} == 0',
-                "5m",
-                "warning",
-                "The last backup of schedule {{ $labels.schedule }} failed.",
-                "`velero backup describe --details` of the schedule's newest backup and `velero backup logs`: "
-                "storage credentials, the bucket, or a volume snapshot; then `velero backup create --from-schedule {{ $labels.schedule }}`.",
-            ),
-            Alert(
-                "BackupOlderThanRpo",
-                f'time() - velero_backup_last_successful_timestamp{{schedule!=""}} > {rpo}',
-                "15m",
-                "critical",
-                f"The newest successful backup of schedule {{{{ $labels.schedule }}}} is older than the RPO ({backup_rpo}).",
-                "Restoring now would lose more than the RPO: see why backups fail or stopped (BackupFailed, "
-                "`velero schedule get`, `velero backup get`) and take one now with `velero backup create --from-schedule {{ $labels.schedule }}`.",
-            ),
-        ],
     }
+    if backup_rpo is None:
+        return groups
+    rpo = _seconds(backup_rpo)
+    groups["clipper-backups"] = [
+        Alert(
+            "BackupFailed",
+            'velero_backup_last_status{schedule!=""} == 0',
+            "5m",
+            "warning",
+            "The last backup of schedule {{ $labels.schedule }} failed.",
+            "`velero backup describe --details` of the schedule's newest backup and `velero backup logs`: "
+            "storage credentials, the bucket, or a volume snapshot; then `velero backup create --from-schedule {{ $labels.schedule }}`.",
+        ),
+        Alert(
+            "BackupOlderThanRpo",
+            f'time() - velero_backup_last_successful_timestamp{{schedule!=""}} > {rpo}',
+            "15m",
+            "critical",
+            f"The newest successful backup of schedule {{{{ $labels.schedule }}}} is older than the RPO ({backup_rpo}).",
+            "Restoring now would lose more than the RPO: see why backups fail or stopped (BackupFailed, "
+            "`velero schedule get`, `velero backup get`) and take one now with `velero backup create --from-schedule {{ $labels.schedule }}`.",
+        ),
+    ]
+    return groups
 
 
-def rule_groups(ingress_controller: Literal["nginx", "gateway"] = "gateway", backup_rpo: str = "24h") -> list[dict]:
+def rule_groups(ingress_controller: Literal["nginx", "gateway"] = "gateway", backup_rpo: Optional[str] = "24h") -> list[dict]:
     """The groups as a Prometheus rule file's (and a PrometheusRule's spec's) `groups`."""
     return [
         {"name": name, "rules": [alert.rule() for alert in alerts]}

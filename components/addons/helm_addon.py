@@ -20,7 +20,7 @@ from pydantic import Field
 
 from components.addons.chart_values import schema_errors, unknown_values
 from components.meta import platform_labels
-from components.namespace import PodSecurityLevel
+from components.namespace import LimitRangeSettings, PodSecurityLevel, QuotaSettings, compute_limits
 from components.network_policy import (
     DnsSettings,
     default_deny,
@@ -43,7 +43,7 @@ CHARTS_DIR_ENV = "CLIPPER_CHARTS_DIR"
 SYSTEM_NAMESPACES = frozenset({"kube-system", "default"})
 ANYWHERE = "0.0.0.0/0"
 API_SERVER_PORTS = (443, 6443)  # managed control planes listen on 443; self-managed ones on 6443
-# Add-on workloads are sized by their charts' own values: no quota in their namespaces.
+# Add-on workloads are sized by their charts' own values: no quota in their namespaces, unless the add-on gives one.
 ADDON_NAMESPACE_WAIVERS = {"waiver.policy.clipper.dev/namespace-resource-quota": "add-on workloads are sized by the chart's values"}
 
 
@@ -148,6 +148,8 @@ class HelmAddonArgs:
     network: ClusterNetwork
     traffic: AddonTraffic = AddonTraffic()
     values: dict[str, Any] = field(default_factory=dict)  # the component's defaults; config values win
+    quota: Optional[QuotaSettings] = None  # a ResourceQuota for the namespace, with container defaults `limits`
+    limits: LimitRangeSettings = LimitRangeSettings()
 
 
 class HelmAddon(pulumi.ComponentResource):
@@ -168,11 +170,14 @@ class HelmAddon(pulumi.ComponentResource):
                         **platform_labels("addon", name),
                         **{f"pod-security.kubernetes.io/{m}": s.pod_security for m in ("enforce", "audit", "warn")},
                     },
-                    "annotations": ADDON_NAMESPACE_WAIVERS,
+                    "annotations": {} if args.quota else ADDON_NAMESPACE_WAIVERS,
                 },
                 opts=pulumi.ResourceOptions(parent=self),
             )
             guard_rails = [namespace, *self._network_policies(name, args, namespace)]
+            if args.quota:
+                after = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
+                guard_rails.append(compute_limits(name, s.namespace, args.quota, args.limits, after))
         local = s.local_chart()
         oci = s.repository.startswith("oci://")
         self.chart = k8s.helm.v4.Chart(

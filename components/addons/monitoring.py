@@ -28,6 +28,7 @@ from components.addons.helm_addon import AddonSettings, AddonTraffic, ClusterNet
 from components.addons.ingress import ENVOY_PROXY_PODS
 from components.addons.spread import resources
 from components.meta import app_selector, platform_labels
+from components.namespace import LimitRangeSettings, QuotaSettings
 from components.network_policy import in_namespace, ingress_from
 
 RELEASE = "monitoring"
@@ -50,10 +51,15 @@ class MonitoringSettings(AddonSettings):
     retention: str = Field(default="15d", pattern=r"^\d+[hdwy]$", description="How long Prometheus keeps samples.")
     storage_size: str = Field(default="50Gi", description="Prometheus' persistent volume (one per replica).")
     app_metrics_path: str = Field(default="/metrics", pattern=r"^/", description="Where the apps serve metrics, on their HTTP port.")
-    backup_rpo: str = Field(
-        default="24h",
-        pattern=r"^\d+[mhd]$",
-        description="BackupOlderThanRpo fires when a Velero schedule's newest successful backup is older than this.",
+    # The quota the runbooks' hand-made `monitoring` namespace had: room for the defaults below (two
+    # Prometheus and two Alertmanager replicas, the operator, kube-state-metrics) and a rolling update.
+    quota: QuotaSettings = Field(
+        default=QuotaSettings(requests_cpu="4", requests_memory="8Gi", limits_cpu="8", limits_memory="16Gi", pods=50),
+        description="The namespace's ResourceQuota; raise it with `storageSize`/`values` that grow Prometheus.",
+    )
+    limits: LimitRangeSettings = Field(
+        default=LimitRangeSettings(),
+        description="Defaults for containers of the namespace that declare no resources, and the most one may ask.",
     )
 
 
@@ -75,6 +81,8 @@ class MonitoringArgs:
     apps: dict[str, int]  # app name: its container port
     ingress_controller: Literal["nginx", "gateway"]
     addon_targets: dict[str, ScrapeTarget] = field(default_factory=dict)  # by add-on name
+    # addons.backups.rpo when Velero runs (BackupOlderThanRpo); None: no backups, no backup alerts.
+    backup_rpo: Optional[str] = None
 
 
 def addon_targets(installed: dict[str, AddonSettings]) -> dict[str, ScrapeTarget]:
@@ -106,6 +114,9 @@ def chart_values(s: MonitoringSettings) -> dict:
             "admissionWebhooks": {"enabled": False},
             "tls": {"enabled": False},  # its certificate, too, would come from the webhook's hook
             "resources": resources(cpu="50m", memory="128Mi", cpu_limit="500m", memory_limit="512Mi"),
+            # The sidecar the operator adds to Prometheus and Alertmanager pods: sized here, not by the
+            # namespace's container defaults, which are made for a main container.
+            "prometheusConfigReloader": {"resources": resources(cpu="10m", memory="32Mi", cpu_limit="100m", memory_limit="64Mi")},
         },
         "prometheus": {
             "prometheusSpec": {
@@ -139,7 +150,7 @@ def monitoring_problems(s: MonitoringSettings, namespaces: dict) -> list[str]:
     if s.namespace in namespaces:
         problems.append(
             f"namespaces.{s.namespace}: addons.monitoring declares this namespace itself (PSA, default-deny, "
-            "Prometheus' traffic): remove it from namespaces, or set addons.monitoring.namespace"
+            "Prometheus' traffic, quota from addons.monitoring.quota): remove it from namespaces, or set addons.monitoring.namespace"
         )
     node_exporter = (s.values.get("nodeExporter") or {}).get("enabled")
     if node_exporter and s.pod_security != "privileged":
@@ -167,7 +178,7 @@ class Monitoring(pulumi.ComponentResource):
         )
         self.addon = HelmAddon(
             RELEASE,
-            HelmAddonArgs(settings=s, network=args.network, traffic=traffic, values=chart_values(s)),
+            HelmAddonArgs(settings=s, network=args.network, traffic=traffic, values=chart_values(s), quota=s.quota, limits=s.limits),
             pulumi.ResourceOptions(parent=self),
         )
         # Custom resources after the chart's CRDs.
@@ -182,7 +193,7 @@ class Monitoring(pulumi.ComponentResource):
                 spec={"groups": [group]},
                 opts=after_chart,
             )
-            for group in rule_groups(args.ingress_controller, s.backup_rpo)
+            for group in rule_groups(args.ingress_controller, args.backup_rpo)
         ]
         self.monitors = []
         for target_name, target in sorted(targets.items()):

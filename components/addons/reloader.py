@@ -30,14 +30,20 @@ RELOADED_FROM_ANNOTATION = "reloader.stakater.com/last-reloaded-from"
 
 class ReloaderSettings(AddonSettings):
     enabled: bool = Field(
-        default=False,
+        default=True,
         description="Install Reloader: each app whose secrets External Secrets syncs rolls when that Secret "
-        "changes (`ops rotate` relies on it). Needs addons.external-secrets.",
+        "changes (`ops rotate` relies on it). Installed wherever addons.external-secrets is enabled (nothing to "
+        "reload without it); false turns it off.",
     )
     chart: str = "reloader"
     repository: str = "https://stakater.github.io/stakater-charts"
     version: str = "2.2.16"
     namespace: str = "reloader"
+
+    def installed_with(self, external_secrets: bool) -> bool:
+        # On by default, but only beside External Secrets: config validation refuses an explicit
+        # `enabled: true` without it, and an unset one simply follows it.
+        return self.enabled and external_secrets
 
 
 def reload_annotations(secret_name: str) -> dict[str, str]:
