@@ -32,10 +32,6 @@ def _deployments(*names: str) -> tuple[str, ...]:
     return tuple(f"Deployment/{name}" for name in names)
 
 
-# Until components/addons sets these External Secrets values (proposed; tests/engine/test_rendered_stacks.py
-# fails once a waiver below is no longer needed, so it goes away with the values change):
-_ESO_VALUES = "until components/addons sets External Secrets' "
-
 CHART_WAIVERS: tuple[ChartWaiver, ...] = (
     # --- upstream design ---------------------------------------------------------------------
     ChartWaiver("no-service-account-token-automount", "cert-manager", _both(*_CERT_MANAGER),
@@ -63,14 +59,4 @@ CHART_WAIVERS: tuple[ChartWaiver, ...] = (
                 "cert-manager's CA injector serves no health endpoint: the chart has no probes for it"),
     ChartWaiver("read-only-root-filesystem", "ingress-nginx", _deployments("ingress-nginx-controller"),
                 "nginx writes its generated configuration and temp files in the image (the chart sets readOnlyRootFilesystem: false)"),
-    # --- fixable by our chart values: proposed, waived until they land --------------------------
-    ChartWaiver("container-probes-required", "external-secrets", _deployments(*_EXTERNAL_SECRETS),
-                _ESO_VALUES + "livenessProbe/readinessProbe.enabled, webhook.livenessProbe.enabled and "
-                "certController.livenessProbe.enabled (the chart has the probes, off by default)"),
-    ChartWaiver("deployment-min-replicas", "external-secrets", _deployments("external-secrets-cert-controller"),
-                _ESO_VALUES + "certController.replicaCount: 2 with leaderElect: true"),
-    ChartWaiver("deployment-pdb-required", "external-secrets", _deployments("external-secrets-cert-controller"),
-                _ESO_VALUES + "certController.podDisruptionBudget (enabled, minAvailable: 1)"),
-    ChartWaiver("topology-spread-required", "external-secrets", _deployments("external-secrets-cert-controller"),
-                _ESO_VALUES + "certController.topologySpreadConstraints (zone and hostname, as for its other Deployments)"),
 )

@@ -68,16 +68,32 @@ class ExternalSecrets(pulumi.ComponentResource):
             "serviceAccount": {"name": args.identity.service_account, "annotations": args.identity.service_account_annotations},
             "podLabels": args.identity.pod_labels,
             **highly_available({"app.kubernetes.io/name": "external-secrets", "app.kubernetes.io/instance": name}, "replicaCount"),
-            # Two controller replicas without leader election would both reconcile every ExternalSecret.
+            # Two replicas of the controller (and of the cert controller) without leader election would
+            # both reconcile; the chart passes the flag to both.
             "leaderElect": True,
+            # The chart ships these probes off: the controller's health server (port `live`) starts
+            # when either is on. The webhook and cert controller have readiness on already, and serve
+            # /healthz for liveness from v2.5.0 (external-secrets#6319; 2.4.x answered 404).
+            "livenessProbe": {"enabled": True},
+            "readinessProbe": {"enabled": True},
             "resources": resources(),
             "webhook": {
                 **highly_available(
                     {"app.kubernetes.io/name": "external-secrets-webhook", "app.kubernetes.io/instance": name}, "replicaCount"
                 ),
+                "livenessProbe": {"enabled": True},
                 "resources": resources(),
             },
-            "certController": {"resources": resources()},
+            # It keeps the webhook's certificate and the CRDs' and webhook configurations' CA bundles
+            # current; a non-leader replica reports Ready without reconciling (external-secrets#2857).
+            "certController": {
+                **highly_available(
+                    {"app.kubernetes.io/name": "external-secrets-cert-controller", "app.kubernetes.io/instance": name},
+                    "replicaCount",
+                ),
+                "livenessProbe": {"enabled": True},
+                "resources": resources(),
+            },
         }
         # The webhook validates stores and ExternalSecrets; secrets come from the cloud API on 443.
         traffic = AddonTraffic(webhook_ports=(WEBHOOK_PORT,))

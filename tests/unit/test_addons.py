@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from infra.simulate import ProgramFailed, simulate
+from tests.charts import chart_installs, helm_binary, render_chart
 
 CHART = "kubernetes:helm.sh/v4:Chart"
 
@@ -181,3 +182,30 @@ def test_external_secrets_controllers_elect_a_leader(production):
     values = _values(production, "external-secrets")
     # The chart runs its two controller replicas without leader election unless told (leaderElect: false).
     assert values["replicaCount"] == 2 and values["leaderElect"] is True
+
+
+@pytest.mark.slow  # needs the toolchain's helm (make test builds it)
+def test_external_secrets_deployments_have_probes_and_two_spread_replicas_each(production, charts_dir, tmp_path):
+    """What the chart renders from our values: every Deployment (the cert controller included,
+    which the chart ships with one replica and no liveness probe) has both probes, two replicas
+    spread over zones and nodes, a PDB, and leader election where two replicas would both reconcile."""
+    helm = helm_binary()
+    assert helm is not None, "the toolchain's helm is missing: run `make toolchain` (make test does)"
+    [install] = [c for c in chart_installs(production) if c.chart == "external-secrets"]
+    docs = render_chart(install, charts_dir / f"external-secrets-{install.version}", helm, tmp_path)
+    deployments = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "Deployment"}
+    assert sorted(deployments) == ["external-secrets", "external-secrets-cert-controller", "external-secrets-webhook"]
+    budgets = [d["spec"]["selector"]["matchLabels"] for d in docs if d["kind"] == "PodDisruptionBudget"]
+    for name, spec in deployments.items():
+        [container] = spec["template"]["spec"]["containers"]
+        assert container.get("livenessProbe") and container.get("readinessProbe"), name
+        assert spec["replicas"] == 2, name
+        assert {c["topologyKey"] for c in spec["template"]["spec"]["topologySpreadConstraints"]} == {
+            "topology.kubernetes.io/zone", "kubernetes.io/hostname"}, name
+        assert spec["selector"]["matchLabels"] in budgets, name
+    for name in ("external-secrets", "external-secrets-cert-controller"):
+        assert "--enable-leader-election=true" in deployments[name]["template"]["spec"]["containers"][0]["args"], name
+    # The controller's probes go to the health server the chart starts for them, on a port it declares.
+    controller = deployments["external-secrets"]["template"]["spec"]["containers"][0]
+    assert controller["livenessProbe"]["httpGet"]["port"] == "live"
+    assert "live" in {p["name"] for p in controller["ports"]}
