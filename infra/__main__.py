@@ -13,6 +13,7 @@ import pulumi  # noqa: E402
 
 from components.addons.backups import Backups, BackupsArgs, location_storage  # noqa: E402
 from components.addons.cert_manager import CertManager, CertManagerArgs  # noqa: E402
+from components.addons.cluster_autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs  # noqa: E402
 from components.addons.external_secrets import ExternalSecrets, ExternalSecretsArgs  # noqa: E402
 from components.addons.helm_addon import ClusterNetwork  # noqa: E402
 from components.addons.ingress import IngressArgs, Listener, acme_http01_solver, ingress_controller  # noqa: E402
@@ -110,6 +111,9 @@ if addons.external_secrets.enabled:
         ),
         in_cluster,
     )
+if addons.cluster_autoscaler.installed_on(cluster.node_autoscaler is not None):  # EKS: node groups scale (docs/clouds.md)
+    identities["cluster-autoscaler"] = cluster.node_autoscaler.identity
+    ClusterAutoscaler("cluster-autoscaler", ClusterAutoscalerArgs(addons.cluster_autoscaler, cluster.node_autoscaler, network), in_cluster)
 if addons.metrics_server.installed_on(cfg.cloud):
     metrics_server(addons.metrics_server, network, in_cluster)
 reloads = addons.reloader.installed_with(addons.external_secrets.enabled)

@@ -16,6 +16,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from components.addons.backups import BackupSettings, backup_problems
 from components.addons.cert_manager import CertManagerSettings
+from components.addons.cluster_autoscaler import ClusterAutoscalerSettings, cluster_autoscaler_problems
 from components.addons.external_secrets import ExternalSecretsSettings
 from components.addons.helm_addon import AddonSettings, chart_source_problems
 from components.addons.ingress import ENVOY_PROXY_PODS, EnvoyGatewaySettings, IngressNginxSettings, IngressSettings
@@ -47,7 +48,7 @@ class ConfigError(pulumi.RunError):
 
 
 class Addons(Settings):
-    """The cluster add-ons, each a pinned Helm chart, each switchable per stack."""
+    """The cluster add-ons, each a pinned Helm chart (Cluster Autoscaler: a pinned image), each switchable per stack."""
 
     ingress_nginx: IngressNginxSettings = Field(default=IngressNginxSettings(), alias="ingress-nginx")
     envoy_gateway: EnvoyGatewaySettings = Field(default=EnvoyGatewaySettings(), alias="envoy-gateway")
@@ -57,6 +58,8 @@ class Addons(Settings):
     reloader: ReloaderSettings = ReloaderSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     backups: BackupSettings = BackupSettings()
+    # Not a chart: objects the program declares itself (components/addons/cluster_autoscaler.py).
+    cluster_autoscaler: ClusterAutoscalerSettings = Field(default=ClusterAutoscalerSettings(), alias="cluster-autoscaler")
 
 
 class PlatformConfig(Settings):
@@ -166,6 +169,8 @@ class PlatformConfig(Settings):
             problems += backup_problems(a.backups, self.app_namespace, self.cloud)
         if a.monitoring.enabled:
             problems += monitoring_problems(a.monitoring, self.namespaces)
+        if self.cloud != "eks" or self.eks is not None:  # a missing eks block is reported once, below
+            problems += cluster_autoscaler_problems(a.cluster_autoscaler, self.cloud, self.eks.kubernetes_version if self.eks else None)
         for key, settings in self.installed_addons().items():
             problems += chart_source_problems(f"addons.{key}", settings)
         return problems

@@ -70,11 +70,12 @@ CLIPPER_SPOT = SpotPlacement("clipper.dev/spot", "true")
 
 @dataclass
 class NodeAutoscaler:
-    """An in-cluster node autoscaler the cloud does not run itself (EKS's Cluster Autoscaler):
-    the identity it runs as and the chart values that point it at this cluster."""
+    """An in-cluster node autoscaler the cloud does not run itself (EKS's Cluster Autoscaler): the
+    cluster whose node groups it finds by tag, their region, and the identity allowed to resize them."""
 
+    cluster_name: str
+    region: str
     identity: WorkloadIdentity
-    values: dict
 
 
 class Cluster(Protocol):

@@ -215,11 +215,11 @@ def test_external_secrets_authenticates_as_a_cloud_identity_scoped_to_the_apps_s
 
 def _in_cluster_layer(sim) -> list[dict]:
     """Kubernetes manifests with the store's cloud-specific provider block and the webhooks' callers
-    (each cloud's control plane range) left out, and without metrics-server's namespace (installed
-    only on EKS: GKE and AKS run their own)."""
+    (each cloud's control plane range) left out, and without metrics-server's namespace and Cluster
+    Autoscaler (installed only on EKS: GKE and AKS run their own)."""
     manifests = []
     for manifest in sim.manifests():
-        if "metrics-server" in (manifest["metadata"].get("name"), manifest["metadata"].get("namespace")):
+        if {"metrics-server", "cluster-autoscaler"} & {manifest["metadata"].get("name"), manifest["metadata"].get("namespace")}:
             continue
         if manifest["kind"] == "ClusterSecretStore":
             manifest = {**manifest, "spec": {k: v for k, v in manifest["spec"].items() if k != "provider"}}
@@ -235,6 +235,8 @@ def test_switching_cloud_changes_only_the_secret_store_in_the_cluster(runs):
         cloud: any(r.name == "metrics-server" for r in sim.of_type("kubernetes:helm.sh/v4:Chart")) for cloud, sim in runs.items()
     }
     assert installs_metrics_server == {"gke": False, "eks": True, "aks": False}
+    installs_autoscaler = {cloud: bool(sim.of_type("clipper:addons:ClusterAutoscaler")) for cloud, sim in runs.items()}
+    assert installs_autoscaler == {"gke": False, "eks": True, "aks": False}
     assert layers["gke"] == layers["eks"] == layers["aks"]
     assert len(layers["gke"]) > 30
 

@@ -1,9 +1,8 @@
 """EksCluster: EKS from plain AWS resources (no pulumi-eks component) with private nodes, KMS
 secrets encryption, IRSA, VPC CNI network policy, Cluster Autoscaler's identity, plus IAM roles for
-workloads and Route 53 records."""
+workloads and Route 53 records. Managed add-ons are in addons.py, IAM role plumbing in roles.py."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Optional
 
@@ -14,7 +13,9 @@ import pulumi_kubernetes as k8s
 from components.backup_storage import BackupStorage, s3_bucket
 from components.cluster.base import CLIPPER_SPOT, POOL_LABEL, IdentityPermissions, NodeAutoscaler, WorkloadIdentity
 from components.cluster.eks import iam
+from components.cluster.eks.addons import network_addon, node_addons
 from components.cluster.eks.network import EksSubnets, create_vpc
+from components.cluster.eks.roles import Roles
 from components.cluster.eks.settings import EksSettings
 from components.cluster.kubeconfig import ExecCredential, exec_kubeconfig
 from components.cluster.naming import bounded_name
@@ -25,14 +26,6 @@ _CONTROL_PLANE_LOGS = ["api", "audit", "authenticator", "controllerManager", "sc
 _NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly")
 _TAINT_EFFECTS = {"NoSchedule": "NO_SCHEDULE"}
 _AUTOSCALER_SERVICE_ACCOUNT = ("kube-system", "cluster-autoscaler")
-
-
-@dataclass
-class _Role:
-    """An IAM role and its managed-policy attachments: whatever assumes the role must wait for them."""
-
-    role: aws.iam.Role
-    attachments: list[aws.iam.RolePolicyAttachment]
 
 
 @dataclass
@@ -82,6 +75,7 @@ class EksCluster(pulumi.ComponentResource):
         self._aws = aws.Provider(f"{name}-aws", region=s.region, opts=pulumi.ResourceOptions(parent=self))
         self._child = pulumi.ResourceOptions(parent=self, provider=self._aws)
         self._invoke = pulumi.InvokeOutputOptions(provider=self._aws, parent=self)
+        self._roles = Roles(self._partition, self._child)
         self._account_id = aws.get_caller_identity_output(opts=self._invoke).account_id
 
         if s.network.vpc_id:
@@ -100,13 +94,13 @@ class EksCluster(pulumi.ComponentResource):
         self.cluster = self._control_plane(cluster_name, subnets.control_plane, key)
         self._private_api_from_vpc()
         self.oidc_issuer = self.cluster.identities.apply(lambda ids: ids[0].oidcs[0].issuer)
-        self._oidc_provider = aws.iam.OpenIdConnectProvider(
+        oidc_provider = aws.iam.OpenIdConnectProvider(
             f"{name}-oidc", url=self.oidc_issuer, client_id_lists=["sts.amazonaws.com"], opts=self._child
         )
-        cni = self._addon("vpc-cni", {"enableNetworkPolicy": "true"}, self._vpc_cni_role())
+        self._roles.trust_oidc(oidc_provider.arn, self.oidc_issuer)
+        cni = network_addon(name, self.cluster, self._roles)
         pools = [self._node_group(pool, cfg, subnets.nodes, cluster_name, depends_on=[cni]) for pool, cfg in s.node_pools if cfg.enabled]
-        for addon in ("coredns", "kube-proxy"):
-            self._addon(addon, None, None, depends_on=pools)
+        addons = node_addons(name, self.cluster, self._roles, pools)
         admins = [self._admin_access(i, role_arn) for i, role_arn in enumerate(s.admin_role_arns)]
         self.node_autoscaler = self._cluster_autoscaler(cluster_name)
 
@@ -122,34 +116,19 @@ class EksCluster(pulumi.ComponentResource):
                 install_hint="Install the AWS CLI v2 and sign in (aws sso login or AWS_PROFILE).",
             ),
         )
-        # In-cluster resources wait for nodes, and for the access entries that let `pulumi up` in.
+        # In-cluster resources wait for nodes, the add-ons that serve them (DNS; the VolumeSnapshot
+        # API the backups' VolumeSnapshotClass needs) and the access entries that let `pulumi up` in.
         self.provider = k8s.Provider(
             f"{name}-provider",
             kubeconfig=self.kubeconfig,
             enable_server_side_apply=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=pools + admins),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=pools + addons + admins),
         )
         self.register_outputs({"name": self.name, "endpoint": self.endpoint})
 
-    def _role(self, name: str, assume_role_policy: pulumi.Input[str], managed: tuple[str, ...] = ()) -> _Role:
-        role = aws.iam.Role(name, assume_role_policy=assume_role_policy, opts=self._child)
-        attachments = [
-            aws.iam.RolePolicyAttachment(
-                f"{name}-{policy}", role=role.name, policy_arn=f"arn:{self._partition}:iam::aws:policy/{policy}", opts=self._child
-            )
-            for policy in managed
-        ]
-        return _Role(role, attachments)
-
-    def _assuming(self, role: Optional[_Role], depends_on: Optional[list[pulumi.Resource]] = None) -> pulumi.ResourceOptions:
-        # EKS checks the role's policies when it creates the cluster or a node group, and needs them
-        # again to delete what it made (ENIs, instances) on destroy: attach first, detach last.
-        attachments = role.attachments if role else []
-        return pulumi.ResourceOptions.merge(self._child, pulumi.ResourceOptions(depends_on=[*attachments, *(depends_on or [])]))
-
     def _control_plane(self, cluster_name: str, subnet_ids: list[pulumi.Input[str]], key: aws.kms.Key) -> aws.eks.Cluster:
         s = self._settings
-        role = self._role(f"{self._prefix}-control-plane", iam.service_trust("eks.amazonaws.com"), ("AmazonEKSClusterPolicy",))
+        role = self._roles.make(f"{self._prefix}-control-plane", iam.service_trust("eks.amazonaws.com"), ("AmazonEKSClusterPolicy",))
         return aws.eks.Cluster(
             self._prefix,
             name=cluster_name,
@@ -170,7 +149,7 @@ class EksCluster(pulumi.ComponentResource):
             access_config={"authentication_mode": "API", "bootstrap_cluster_creator_admin_permissions": False},
             upgrade_policy={"support_type": s.upgrade_support},
             deletion_protection=s.deletion_protection,
-            opts=self._assuming(role),
+            opts=self._roles.assuming(role),
         )
 
     def _private_api_from_vpc(self) -> None:
@@ -191,34 +170,6 @@ class EksCluster(pulumi.ComponentResource):
             opts=self._child,
         )
 
-    def _irsa_trust(self, namespace: str, service_account: str) -> pulumi.Output[str]:
-        issuer_host = self.oidc_issuer.apply(lambda url: url.removeprefix("https://"))
-        return pulumi.Output.all(self._oidc_provider.arn, issuer_host).apply(
-            lambda a: iam.irsa_trust(a[0], a[1], namespace, service_account)
-        )
-
-    def _vpc_cni_role(self) -> _Role:
-        # The CNI's AWS permissions go to its own ServiceAccount, not to every pod via the node role.
-        return self._role(f"{self._prefix}-vpc-cni", self._irsa_trust("kube-system", "aws-node"), ("AmazonEKS_CNI_Policy",))
-
-    def _addon(
-        self,
-        addon: str,
-        configuration: Optional[dict],
-        role: Optional[_Role],
-        depends_on: Optional[list[pulumi.Resource]] = None,
-    ) -> aws.eks.Addon:
-        return aws.eks.Addon(
-            f"{self._prefix}-{addon}",
-            cluster_name=self.cluster.name,
-            addon_name=addon,
-            configuration_values=json.dumps(configuration) if configuration else None,
-            service_account_role_arn=role.role.arn if role else None,
-            resolve_conflicts_on_create="OVERWRITE",
-            resolve_conflicts_on_update="OVERWRITE",
-            opts=self._assuming(role, depends_on),
-        )
-
     def _node_group(
         self,
         pool: str,
@@ -227,7 +178,7 @@ class EksCluster(pulumi.ComponentResource):
         cluster_name: str,
         depends_on: list[pulumi.Resource],
     ) -> aws.eks.NodeGroup:
-        role = self._role(f"{self._prefix}-{pool}-nodes", iam.service_trust("ec2.amazonaws.com"), _NODE_POLICIES)
+        role = self._roles.make(f"{self._prefix}-{pool}-nodes", iam.service_trust("ec2.amazonaws.com"), _NODE_POLICIES)
         # IMDSv2 only, one hop: pods cannot reach the node's instance credentials (they use IRSA).
         template = aws.ec2.LaunchTemplate(
             f"{self._prefix}-{pool}",
@@ -256,7 +207,7 @@ class EksCluster(pulumi.ComponentResource):
             labels={POOL_LABEL: pool},
             taints=[taint] if spot else [],
             opts=pulumi.ResourceOptions.merge(
-                self._assuming(role, depends_on),
+                self._roles.assuming(role, depends_on),
                 # Cluster Autoscaler owns the size after creation.
                 pulumi.ResourceOptions(ignore_changes=["scalingConfig.desiredSize"]),
             ),
@@ -277,7 +228,7 @@ class EksCluster(pulumi.ComponentResource):
 
     def _workload_role(self, namespace: str, service_account: str, policy: Optional[pulumi.Input[str]]) -> WorkloadIdentity:
         prefix = f"{self._prefix}-{namespace}-{service_account}"
-        role = self._role(prefix, self._irsa_trust(namespace, service_account)).role
+        role = self._roles.irsa(prefix, namespace, service_account).role
         if policy is not None:
             aws.iam.RolePolicy(prefix, role=role.id, policy=policy, opts=self._child)
         return WorkloadIdentity(
@@ -302,12 +253,7 @@ class EksCluster(pulumi.ComponentResource):
         why not Karpenter or Auto Mode) finds the groups by the tags EKS puts on them."""
         namespace, service_account = _AUTOSCALER_SERVICE_ACCOUNT
         identity = self._workload_role(namespace, service_account, iam.cluster_autoscaler_policy(cluster_name))
-        values = {
-            "autoDiscovery": {"clusterName": cluster_name},
-            "awsRegion": self._settings.region,
-            "rbac": {"serviceAccount": {"name": service_account, "annotations": identity.service_account_annotations}},
-        }
-        return NodeAutoscaler(identity=identity, values=values)
+        return NodeAutoscaler(cluster_name=cluster_name, region=self._settings.region, identity=identity)
 
     def secret_store_provider(self, identity: WorkloadIdentity) -> pulumi.Input[dict]:
         return {

@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import Field, model_validator
 
-from components.cluster.settings import Cidr, CloudClusterSettings, NodePool, NodePools, region_validator
+from components.cluster.settings import Cidr, CloudClusterSettings, KubernetesVersion, NodePool, NodePools, region_validator
 from components.settings import Settings
 
 AwsRegion = Annotated[str, region_validator(r"^[a-z]{2}(-gov)?-[a-z]+-\d$", "eu-west-1")]
@@ -39,6 +39,11 @@ class EksSettings(CloudClusterSettings):
     region: AwsRegion = Field(description="AWS region.")
     zones: Optional[list[str]] = Field(
         default=None, min_length=2, description="Availability zones (default: the region's a, b and c)."
+    )
+    kubernetes_version: KubernetesVersion = Field(
+        default="1.33",
+        description="Minor version. EKS has no release channel: the cluster upgrades when this changes, and "
+        "addons.cluster-autoscaler.version changes with it (its minor must match).",
     )
     upgrade_support: Literal["STANDARD", "EXTENDED"] = Field(
         default="STANDARD", description="STANDARD: AWS upgrades the control plane when standard support ends."
