@@ -59,4 +59,42 @@ CHART_WAIVERS: tuple[ChartWaiver, ...] = (
                 "cert-manager's CA injector serves no health endpoint: the chart has no probes for it"),
     ChartWaiver("read-only-root-filesystem", "ingress-nginx", _deployments("ingress-nginx-controller"),
                 "nginx writes its generated configuration and temp files in the image (the chart sets readOnlyRootFilesystem: false)"),
+    # --- day-2 add-ons: Reloader, Velero, kube-prometheus-stack -----------------------------------
+    ChartWaiver("no-service-account-token-automount", "reloader", _both("reloader-reloader"),
+                "Reloader watches Secrets and patches Deployments through the Kubernetes API"),
+    ChartWaiver("no-service-account-token-automount", "velero", _both("velero"),
+                "Velero reads every object it backs up, creates every object it restores and runs its own custom resources "
+                "through the Kubernetes API"),
+    ChartWaiver("image-allowed-registry", "velero", _deployments("velero"),
+                "Velero's official images (docker.io/velero: the server at the chart's appVersion, the cloud plugin at "
+                "addons.backups.pluginVersion); we mirror none into ghcr.io yet"),
+    ChartWaiver("deployment-min-replicas", "velero", _deployments("velero"),
+                "Velero runs one server: it has no leader election, and a second would run every schedule again "
+                "(the chart: one replica, Recreate)"),
+    ChartWaiver("deployment-pdb-required", "velero", _deployments("velero"),
+                "one replica: a PDB would block every node drain (the chart's PDB is for more replicas, which Velero does not support)"),
+    ChartWaiver("topology-spread-required", "velero", _deployments("velero"),
+                "one replica, and the chart's Deployment template has no topologySpreadConstraints"),
+    ChartWaiver("no-service-account-token-automount", "monitoring",
+                (*_both("monitoring-kube-prometheus-operator", "monitoring-kube-state-metrics"),
+                 "ServiceAccount/monitoring-kube-prometheus-prometheus"),
+                "the operator reconciles Prometheus and Alertmanager, kube-state-metrics lists every object's state and "
+                "Prometheus discovers its scrape targets, each through the Kubernetes API"),
+    ChartWaiver("image-allowed-registry", "monitoring",
+                _deployments("monitoring-kube-prometheus-operator", "monitoring-kube-state-metrics"),
+                "the official images (quay.io/prometheus-operator, registry.k8s.io/kube-state-metrics) at the chart's "
+                "appVersions; we mirror none into ghcr.io yet"),
+    ChartWaiver("deployment-min-replicas", "monitoring", _deployments("monitoring-kube-prometheus-operator"),
+                "the chart runs one Prometheus Operator (replicas: 1 in its template); Prometheus and Alertmanager run two each"),
+    ChartWaiver("deployment-min-replicas", "monitoring", _deployments("monitoring-kube-state-metrics"),
+                "kube-state-metrics runs once: every replica exports every series, so a second doubles each alert's input"),
+    ChartWaiver("deployment-pdb-required", "monitoring",
+                _deployments("monitoring-kube-prometheus-operator", "monitoring-kube-state-metrics"),
+                "one replica each: a PDB would block every node drain"),
+    ChartWaiver("topology-spread-required", "monitoring", _deployments("monitoring-kube-prometheus-operator"),
+                "one replica, and the chart has no topologySpreadConstraints for the operator"),
+    ChartWaiver("no-plaintext-secret-data", "monitoring",
+                ("Secret/alertmanager-monitoring-kube-prometheus-alertmanager",),
+                "the chart's Alertmanager configuration (routes to a `null` receiver, no credentials); receivers with "
+                "credentials belong in a Secret of their own (alertmanager.alertmanagerSpec.configSecret)"),
 )

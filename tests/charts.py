@@ -15,7 +15,7 @@ from typing import Optional
 import yaml
 
 from infra.simulate import DELETE, Simulation, apply_overrides, stack_config
-from tests.manifests import is_builtin_kind
+from tests.manifests import is_builtin_kind, versions_env
 
 ROOT = Path(__file__).resolve().parents[1]
 # Taken out of the environment for the whole test session: the program under test then installs
@@ -112,16 +112,9 @@ def installed_charts(sim: Simulation) -> dict[str, tuple[str, str, dict]]:
 
 # --- rendering a chart as helm.v4.Chart does ---------------------------------------------------
 
-def _versions_env(key: str) -> str:
-    for line in (ROOT / "toolchain" / "versions.env").read_text().splitlines():
-        if line.startswith(f"{key}="):
-            return line.split("=", 1)[1].strip()
-    raise KeyError(f"{key} not in toolchain/versions.env")
-
-
 # The version render mode renders charts for (the provider is built with it, toolchain/build.sh).
 # On a live cluster the provider asks the API server for its version and API groups instead.
-RENDER_KUBE_VERSION = _versions_env("KUBERNETES_VERSION")
+RENDER_KUBE_VERSION = versions_env("KUBERNETES_VERSION")
 # Built-in kinds that are not namespaced. The provider knows every built-in kind's scope; for any
 # other kind it looks for a CRD among the chart's own objects, and without a cluster gives up.
 CLUSTER_SCOPED_KINDS = frozenset({
@@ -179,6 +172,14 @@ def normalise(docs: list[dict], namespace: str, known_crds: Iterable[dict] = ())
     return flat
 
 
+class ChartYamlLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml when PyYAML has it: CRDs make charts' YAML long
+    """Reads chart YAML as the provider's Go YAML does: a bare `=` (kube-prometheus-stack's CRDs list
+    it among matcher types) is YAML 1.1's `value` type to PyYAML, which cannot construct it; a string."""
+
+
+ChartYamlLoader.add_constructor("tag:yaml.org,2002:value", yaml.SafeLoader.construct_yaml_str)
+
+
 def render_chart(install: ChartInstall, chart_dir: Path, helm: Path, workdir: Path) -> list[dict]:
     """What helm.v4.Chart renders for `install`: `helm template` with the chart's CRDs and without
     its hooks (the provider renders with IncludeCRDs and DisableHooks), for the render-mode
@@ -194,9 +195,7 @@ def render_chart(install: ChartInstall, chart_dir: Path, helm: Path, workdir: Pa
     )
     if done.returncode != 0:
         raise RuntimeError(f"helm template {install.chart} {install.version} failed: {done.stderr[-3000:]}")
-    # libyaml when PyYAML has it: CRDs make charts' YAML long.
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    return [d for d in yaml.load_all(done.stdout, Loader=loader) if d]
+    return [d for d in yaml.load_all(done.stdout, Loader=ChartYamlLoader) if d]
 
 
 def resource_type(doc: dict) -> str:

@@ -68,13 +68,35 @@ def _is_builtin(api_version: str, kind: str) -> bool:
     return True
 
 
+def versions_env(key: str) -> str:
+    """A version pinned in toolchain/versions.env."""
+    for line in (ROOT / "toolchain" / "versions.env").read_text().splitlines():
+        if line.startswith(f"{key}="):
+            return line.split("=", 1)[1].strip()
+    raise KeyError(f"{key} not in toolchain/versions.env")
+
+
+@functools.lru_cache(maxsize=None)
+def cluster_crds() -> tuple[dict, ...]:
+    """CRDs the cloud clusters serve themselves, which no chart of ours installs: the VolumeSnapshot
+    API (GKE, EKS's snapshot-controller add-on and AKS run the CSI snapshot controller), as the
+    Kubernetes release the toolchain builds ships it (cluster/addons/volumesnapshots/crd, read from
+    the toolchain's Go module cache, where toolchain/build.sh put k8s.io/kubernetes)."""
+    cache = Path(os.environ.get("CLIPPER_CACHE", Path.home() / ".cache" / "clipper"))
+    folder = cache / "go" / "mod" / f"k8s.io/kubernetes@{versions_env('KUBERNETES_VERSION')}" / "cluster/addons/volumesnapshots/crd"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no VolumeSnapshot CRDs at {folder}: build the toolchain (toolchain/build.sh)")
+    return tuple(doc for path in sorted(folder.glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text()) if doc)
+
+
 def schema_errors(docs: list[dict], crds: Optional[Iterable[dict]] = None) -> list[str]:
     """Every object against the Kubernetes API schemas, strict (unknown fields are errors).
 
     A kind the API does not serve is an error, except for the CRD groups above; with `crds`
     (CustomResourceDefinition objects, e.g. the ones the charts render) a custom resource is
-    checked against its CRD's schema instead, and one that no CRD in `crds` serves is an error."""
-    crd_index = _crd_index(crds) if crds is not None else None
+    checked against its CRD's schema instead, and one that no CRD in `crds` or `cluster_crds()`
+    serves is an error."""
+    crd_index = _crd_index([*cluster_crds(), *crds]) if crds is not None else None
     errors = []
     for doc in docs:
         where = _where(doc)

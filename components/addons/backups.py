@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Literal, Optional
 
 import pulumi
+import pulumi_kubernetes as k8s
 from pydantic import Field
 
 from components.addons.helm_addon import AddonSettings, AddonTraffic, ClusterNetwork, HelmAddon, HelmAddonArgs
@@ -243,6 +244,9 @@ def chart_values(s: BackupSettings, storage: BackupStorage, identity: WorkloadId
         "resources": resources(cpu="100m", memory="128Mi", cpu_limit="1", memory_limit="512Mi"),
         "podLabels": identity.pod_labels,
         "serviceAccount": {"server": {"name": SERVICE_ACCOUNT, "annotations": identity.service_account_annotations}},
+        # The chart's RBAC is a cluster-admin binding plus a Role granting everything in Velero's own
+        # namespace, which that binding already covers: the binding is declared by the component instead.
+        "rbac": {"create": False},
         # The pod's workload identity, not a key in a Secret.
         "credentials": {"useSecret": False},
         "backupsEnabled": True,
@@ -286,6 +290,22 @@ class Backups(pulumi.ComponentResource):
                 values=chart_values(s, args.storage, args.identity, args.app_namespace),
             ),
             pulumi.ResourceOptions(parent=self),
+        )
+        # Velero backs up and restores every kind of object in any namespace (CRDs, RBAC, workloads
+        # and their Secrets included): upstream documents cluster-admin as the permission it needs.
+        self.cluster_admin = k8s.rbac.v1.ClusterRoleBinding(
+            f"{name}-cluster-admin",
+            metadata={
+                "name": f"{name}-server",
+                "labels": platform_labels("backups", name),
+                "annotations": {
+                    "waiver.policy.clipper.dev/rbac-no-cluster-admin-binding": "Velero backs up and restores every "
+                    "resource kind in every namespace; upstream's RBAC for it is cluster-admin",
+                },
+            },
+            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            subjects=[{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": s.namespace}],
+            opts=pulumi.ResourceOptions(parent=self),
         )
         if args.storage.snapshot_driver:
             # A resource of its own type, as k8s.apiextensions.CustomResource would register it: that

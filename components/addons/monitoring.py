@@ -26,7 +26,7 @@ from pydantic import Field
 from components.addons.alert_rules import rule_groups
 from components.addons.helm_addon import AddonSettings, AddonTraffic, ClusterNetwork, HelmAddon, HelmAddonArgs
 from components.addons.ingress import ENVOY_PROXY_PODS
-from components.addons.spread import resources
+from components.addons.spread import resources, topology_spread
 from components.meta import app_selector, platform_labels
 from components.namespace import LimitRangeSettings, QuotaSettings
 from components.network_policy import in_namespace, ingress_from
@@ -35,6 +35,7 @@ RELEASE = "monitoring"
 # The labels the operator gives Prometheus' pods: the only senders of scrapes.
 PROMETHEUS_PODS = {"app.kubernetes.io/name": "prometheus"}
 KUBELET_PORT = 10250
+KUBE_STATE_METRICS_PODS = {"app.kubernetes.io/name": "kube-state-metrics", "app.kubernetes.io/instance": RELEASE}
 API_VERSION = "monitoring.coreos.com/v1"
 
 
@@ -97,6 +98,9 @@ def addon_targets(installed: dict[str, AddonSettings]) -> dict[str, ScrapeTarget
     if "ingress-nginx" in installed:
         pods = {"app.kubernetes.io/name": "ingress-nginx", "app.kubernetes.io/component": "controller"}
         targets["ingress-nginx"] = ScrapeTarget(installed["ingress-nginx"].namespace, pods, 10254)
+    if "backups" in installed:  # Velero's backup metrics: what BackupFailed and BackupOlderThanRpo read
+        pods = {"app.kubernetes.io/name": "velero", "app.kubernetes.io/instance": "velero"}
+        targets["velero"] = ScrapeTarget(installed["backups"].namespace, pods, 8085)
     if "envoy-gateway" in installed:  # the proxies, which carry the traffic, in the controller's namespace
         targets["envoy-proxies"] = ScrapeTarget(installed["envoy-gateway"].namespace, dict(ENVOY_PROXY_PODS), 19001, "/stats/prometheus")
     return targets
@@ -135,12 +139,17 @@ def chart_values(s: MonitoringSettings) -> dict:
             }
         },
         "alertmanager": {
+            # Alertmanager reads its config from its Secret's volume; it never calls the Kubernetes API.
+            "serviceAccount": {"automountServiceAccountToken": False},
             "alertmanagerSpec": {
                 "replicas": 2,
                 "resources": resources(cpu="50m", memory="64Mi", cpu_limit="200m", memory_limit="256Mi"),
             }
         },
-        "kube-state-metrics": {"resources": resources(cpu="50m", memory="128Mi", cpu_limit="500m", memory_limit="512Mi")},
+        "kube-state-metrics": {
+            "resources": resources(cpu="50m", memory="128Mi", cpu_limit="500m", memory_limit="512Mi"),
+            "topologySpreadConstraints": topology_spread(KUBE_STATE_METRICS_PODS),
+        },
     }
 
 

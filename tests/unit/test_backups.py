@@ -10,7 +10,7 @@ import pytest
 
 from components.addons.backups import backup_problems, BackupSettings, longest_gap
 from components.addons.chart_values import schema_errors, unknown_values
-from infra.simulate import ProgramFailed, simulate
+from infra.simulate import ProgramFailed, simulate, stack_config
 from tests.cloud_types import check
 
 CLOUDS = ("gke", "eks", "aks")
@@ -38,8 +38,27 @@ def _one(sim, type_) -> dict:
 
 
 def test_backups_are_off_unless_enabled():
-    sim = simulate("production", {"cloud": "gke"})
+    sim = simulate("production", {"cloud": "gke", "addons.backups.enabled": False})
     assert not [r for r in sim.resources if "velero" in r.name or "backups" in r.name]
+
+
+@pytest.mark.parametrize("stack", ["staging", "production"])
+def test_staging_and_production_back_up_the_app_namespace_within_the_runbooks_rpo(stack):
+    sim = simulate(stack, {"cloud": "gke"})
+    settings = stack_config(stack)["addons"]["backups"]
+    assert settings["enabled"] is True and settings.get("rpo", "1h") == "1h"
+    app_namespace = stack_config(stack)["appNamespace"]
+    hourly = _values(sim)["schedules"]["hourly"]
+    assert hourly["schedule"] == "0 * * * *" and hourly["template"]["includedNamespaces"] == [app_namespace]
+
+
+def test_velero_is_cluster_admin_through_our_binding_with_its_waiver_and_no_wildcard_role(runs):
+    values = _values(runs["gke"])
+    assert values["rbac"] == {"create": False}  # the chart's cluster-admin binding and its `*` Role in velero
+    binding = runs["gke"].one("ClusterRoleBinding", "velero-cluster-admin")
+    assert binding.inputs["roleRef"]["name"] == "cluster-admin"
+    assert binding.inputs["subjects"] == [{"kind": "ServiceAccount", "name": "velero", "namespace": "velero"}]
+    assert binding.inputs["metadata"]["annotations"]["waiver.policy.clipper.dev/rbac-no-cluster-admin-binding"]
 
 
 def test_gcs_bucket_is_private_versioned_and_kept_on_destroy(runs):
@@ -166,7 +185,8 @@ def test_velero_namespace_is_default_deny_with_api_server_and_https_egress(runs)
     policies = {
         r.inputs["metadata"]["name"]: r.inputs["spec"] for r in runs["gke"].of_type("NetworkPolicy") if r.inputs["metadata"]["namespace"] == "velero"
     }
-    assert set(policies) == {"default-deny", "allow-dns", "allow-api-server", "allow-internet-egress"}
+    # allow-scrape-velero: Prometheus (addons.monitoring) reads Velero's backup metrics.
+    assert set(policies) == {"default-deny", "allow-dns", "allow-api-server", "allow-internet-egress", "allow-scrape-velero"}
     assert policies["allow-internet-egress"]["egress"][0]["ports"] == [{"port": 443, "protocol": "TCP"}]
     namespace = runs["gke"].one("Namespace", "velero").inputs["metadata"]["labels"]
     assert namespace["pod-security.kubernetes.io/enforce"] == "restricted"
