@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 from typing import NoReturn, Optional
 
-from infra.ops import backups, checks, dr_drill, promotion, rollback, rotate, verify
+from infra.ops import backups, checks, dr_drill, promotion, rollback, rotate, secrets_provider, verify
 from infra.ops.errors import BadUsage, OpsError
 from infra.ops.kube import parse_duration
 from infra.ops.stacks import REPO_ROOT
@@ -186,7 +186,36 @@ def build_parser() -> argparse.ArgumentParser:
     drift.add_argument("--stack", required=True, help="stack to check")
     _verify_and_rotate(commands)
     _backups_and_drill(commands)
+    _secrets_provider(commands)
     return parser
+
+
+def _secrets_provider(commands) -> None:
+    change = _command(
+        commands,
+        "secrets-provider",
+        "re-encrypt a stack's secrets with another secrets provider, and prove nothing was lost",
+        "Change the provider that encrypts a stack's secrets (the stack file's secret config and the state) "
+        "with `pulumi stack change-secrets-provider`, safely: refused unless the current provider decrypts "
+        "every secret of the stack file and of the latest state, and the state has no pending operations; "
+        "the state is backed up (encrypted as it is) to .state/secrets-provider/ first; when the CLI fails, "
+        "the stack file and state are put back. Afterwards every config value and state secret is read "
+        "again under the new provider and compared with the old, and a preview must show what it showed "
+        "before. History is not re-encrypted: the command lists the earlier updates that keep the old "
+        f"provider's ciphertext (a rollback to them needs the old key). For --to passphrase the new "
+        f"passphrase is read from ${secrets_provider.NEW_PASSPHRASE_ENV}, the current one from "
+        "$PULUMI_CONFIG_PASSPHRASE. Commit the stack file afterwards.",
+        f"  {PROG} secrets-provider --stack production --to 'awskms://alias/clipper-production?region=eu-west-1' --dry-run\n"
+        f"  {PROG} secrets-provider --stack production --to 'gcpkms://projects/clpr-ops/locations/global/keyRings/pulumi/cryptoKeys/production'\n"
+        f"  {PROG} secrets-provider --stack production --to 'azurekeyvault://clpr-ops.vault.azure.net/keys/pulumi-production' --yes\n"
+        f"  {secrets_provider.NEW_PASSPHRASE_ENV}=... {PROG} secrets-provider --stack local-staging --to passphrase --yes\n",
+    )
+    change.add_argument("--stack", required=True, help="stack whose secrets to re-encrypt")
+    change.add_argument("--to", required=True, metavar="PROVIDER",
+                        help=f"the new provider: {secrets_provider.SUPPORTED}")
+    change.add_argument("--dry-run", action="store_true",
+                        help="check that every secret decrypts now and print the plan; change nothing")
+    change.add_argument("--yes", action="store_true", help="do not ask; required when stdin is not a terminal")
 
 
 def _verify_and_rotate(commands) -> None:
@@ -301,6 +330,8 @@ def dispatch(args: argparse.Namespace) -> int:
         return backups.run_list(args.stack, args.json, work_dir)
     if args.command == "restore":
         return backups.run_restore(args.stack, args.backup, args.namespace, args.to_namespace, args.wait, work_dir)
+    if args.command == "secrets-provider":
+        return secrets_provider.run_secrets_provider(args.stack, args.to, args.dry_run, args.yes, work_dir)
     if args.command == "dr-drill":
         return dr_drill.run_dr_drill(args.stack, args.yes, args.restore_wait, args.watch, work_dir)
     return checks.run_drift(args.stack, work_dir)

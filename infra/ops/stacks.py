@@ -230,6 +230,18 @@ def pending_operations(stack: auto.Stack) -> list[dict]:
     return list(deployment.get("pending_operations") or [])
 
 
+def export_state(stack: auto.Stack, show_secrets: bool = False) -> str:
+    """`pulumi stack export`: the latest state as JSON text (secrets in plaintext with show_secrets;
+    that fails when the stack's secrets provider cannot decrypt one)."""
+    return _cli(stack, ["stack", "export", *(["--show-secrets"] if show_secrets else [])])
+
+
+def import_state(stack: auto.Stack, path: Path) -> None:
+    """`pulumi stack import`: replace the latest state with an export (only to undo an operation
+    of ours that failed half-way, never to roll back: pulumi/pulumi#96)."""
+    _cli(stack, ["stack", "import", "--file", str(path)])
+
+
 def outputs(stack: auto.Stack) -> dict:
     return {key: value.value for key, value in stack.outputs().items()}
 
