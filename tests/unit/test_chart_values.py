@@ -12,7 +12,7 @@ from packaging.version import Version
 
 from components.addons.chart_values import chart_version, schema_errors, unknown_values
 from components.addons.metrics_server import CLOUDS_WITH_METRICS_SERVER
-from infra.simulate import Simulation, simulate
+from infra.simulate import Simulation, simulate, stack_config
 from tests.charts import VARIANTS, installed_charts as _charts, stack_variants
 
 
@@ -48,7 +48,11 @@ def test_values_passed_to_every_chart_are_keys_of_that_chart(charts_dir, stack, 
     if variant != "as configured":  # the add-ons really are all there to check
         ingress = "gateway-helm" if "gateway" in variant else "ingress-nginx"
         metrics = [] if cloud in CLOUDS_WITH_METRICS_SERVER else ["metrics-server"]
-        assert sorted(_charts(sim)) == sorted(["cert-manager", "external-secrets", ingress, *metrics])
+        # Reloader comes with External Secrets; monitoring and backups where the stack file turns them on.
+        addons = stack_config(stack).get("addons") or {}
+        day2 = [chart for key, chart in (("monitoring", "kube-prometheus-stack"), ("backups", "velero"))
+                if (addons.get(key) or {}).get("enabled")]
+        assert sorted(_charts(sim)) == sorted(["cert-manager", "external-secrets", "reloader", ingress, *metrics, *day2])
     assert _problems(charts_dir, sim) == []
 
 

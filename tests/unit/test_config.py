@@ -14,8 +14,21 @@ BAD_CONFIG = {
         "clipper:apps.backend.resources.limits.cpu: '2 cores' is not a CPU quantity",
     ),
     "invalid memory quantity": (
-        {"namespaces.monitoring.quota.requestsMemory": "8GB"},
-        "clipper:namespaces.monitoring.quota.requestsMemory: '8GB' is not a memory quantity",
+        {"namespaces.clipper-production.quota.requestsMemory": "8GB"},
+        "clipper:namespaces.clipper-production.quota.requestsMemory: '8GB' is not a memory quantity",
+    ),
+    "invalid memory quantity in an add-on's quota": (
+        {"addons.monitoring.quota.requestsMemory": "8GB"},
+        "clipper:addons.monitoring.quota.requestsMemory: '8GB' is not a memory quantity",
+    ),
+    "monitoring namespace declared beside the add-on": (
+        {"namespaces.monitoring": {"podSecurity": "restricted"}},
+        "namespaces.monitoring: addons.monitoring declares this namespace itself",
+    ),
+    "a backup RPO of monitoring's own": ({"addons.monitoring.backupRpo": "24h"}, "clipper:addons.monitoring.backupRpo: unknown key"),
+    "Reloader asked for without External Secrets": (
+        {"addons.reloader.enabled": True, "addons.external-secrets.enabled": False, "apps.backend.secrets": {}},
+        "addons.reloader.enabled: Reloader rolls apps when External Secrets changes their Secrets",
     ),
     "image without a tag": (
         {"apps.frontend.image": "ghcr.io/clpr-tv/frontend"},

@@ -49,12 +49,22 @@ SOLVER_LABELS, SOLVER_PORT = {"acme.cert-manager.io/http01-solver": "true"}, Por
 # 1024 becomes container port + 10000 (internal/gatewayapi/helpers.go, servicePortToContainerPort).
 PROXY_LABELS = {"app.kubernetes.io/name": "envoy", "app.kubernetes.io/component": "proxy", "app.kubernetes.io/managed-by": "envoy-gateway"}
 PROXY_XDS_PORT = "grpc"  # the controller's port proxies fetch their configuration from (deployment.ports)
+PROXY_METRICS_PORT = Port(19001, "TCP", "metrics")  # the proxies' Prometheus stats (proxy/resource.go, EnvoyReadinessPort's neighbour)
+# Prometheus' and Alertmanager's pods are made by the Prometheus Operator, not the chart: labels as
+# prometheus-operator's pkg/prometheus/statefulset.go and pkg/alertmanager/statefulset.go give them
+# (app.kubernetes.io/name, /managed-by, /instance = the custom resource's name), ports as their containers'.
+OPERATOR_PODS = {
+    "prometheus": ("monitoring-kube-prometheus-prometheus", [Port(9090, "TCP", "web")]),
+    "alertmanager": ("monitoring-kube-prometheus-alertmanager", [Port(9093, "TCP", "web"), Port(9094, "TCP", "mesh-tcp")]),
+}
 
 
 # --- the add-on pods, as each chart's templates label them ------------------------------------
 
 RELEASE, NAME = "{release}", "{chart}"  # in label values: the release (our add-on name), the chart name
 HELPERS = "templates/_helpers.tpl"
+OPERATOR_HELPERS = "templates/prometheus-operator/_prometheus-operator.tpl"
+KSM_HELPERS = "charts/kube-state-metrics/templates/_helpers.tpl"
 
 
 @dataclass(frozen=True)
@@ -200,6 +210,56 @@ CHART_PODS: dict[str, list[ChartPod]] = {
             ports=(("http", (9090,)),),
         ),
     ],
+    "kube-prometheus-stack": [
+        ChartPod(
+            "operator", "templates/prometheus-operator/deployment.yaml",
+            {"app.kubernetes.io/managed-by": "Helm", "app.kubernetes.io/instance": RELEASE, "app.kubernetes.io/part-of": NAME,
+             "release": RELEASE, "heritage": "Helm", "app": NAME + "-operator", "app.kubernetes.io/name": NAME + "-prometheus-operator",
+             "app.kubernetes.io/component": "prometheus-operator"},
+            (("templates/prometheus-operator/deployment.yaml", '{{- include "kube-prometheus-stack.prometheus-operator.labels" . | nindent 8 }}'),
+             (OPERATOR_HELPERS, '{{- include "kube-prometheus-stack.labels" . }}'),
+             (OPERATOR_HELPERS, 'app: {{ template "kube-prometheus-stack.name" . }}-operator'),
+             (OPERATOR_HELPERS, 'app.kubernetes.io/name: {{ template "kube-prometheus-stack.name" . }}-prometheus-operator'),
+             (OPERATOR_HELPERS, "app.kubernetes.io/component: prometheus-operator"),
+             (HELPERS, "app.kubernetes.io/managed-by: {{ .Release.Service }}"),
+             (HELPERS, "app.kubernetes.io/instance: {{ .Release.Name }}"),
+             (HELPERS, 'app.kubernetes.io/part-of: {{ template "kube-prometheus-stack.name" . }}'),
+             (HELPERS, 'release: {{ $.Release.Name | quote }}'),
+             (HELPERS, 'heritage: {{ $.Release.Service | quote }}'),
+             (HELPERS, '{{- default .Chart.Name .Values.nameOverride | trunc 50 | trimSuffix "-" -}}')),
+            extra_labels=(("commonLabels",), ("prometheusOperator.podLabels",)),
+            ports=(("http", (8080,)),),  # tls.enabled false: the operator serves plain HTTP on 8080
+        ),
+        ChartPod(
+            "kube-state-metrics", "charts/kube-state-metrics/templates/deployment.yaml",
+            {"app.kubernetes.io/managed-by": "Helm", "app.kubernetes.io/component": "metrics", "app.kubernetes.io/part-of": "kube-state-metrics",
+             "app.kubernetes.io/name": "kube-state-metrics", "app.kubernetes.io/instance": RELEASE, "release": RELEASE},
+            (("charts/kube-state-metrics/templates/deployment.yaml", '{{- include "kube-state-metrics.labels" . | indent 8 }}'),
+             (KSM_HELPERS, "app.kubernetes.io/managed-by: {{ .Release.Service }}"),
+             (KSM_HELPERS, "app.kubernetes.io/component: metrics"),
+             (KSM_HELPERS, 'app.kubernetes.io/part-of: {{ template "kube-state-metrics.name" . }}'),
+             (KSM_HELPERS, 'app.kubernetes.io/name: {{ include "kube-state-metrics.name" . }}'),
+             (KSM_HELPERS, "app.kubernetes.io/instance: {{ .Release.Name }}"),
+             (KSM_HELPERS, "release: {{ .Release.Name }}"),
+             (KSM_HELPERS, '{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}')),
+            extra_labels=(("kube-state-metrics.podLabels",),),
+            ports=(("http", ("kube-state-metrics.service.port", 8080)), ("metrics", ("kube-state-metrics.selfMonitor.telemetryPort", 8081))),
+        ),
+    ],
+    "velero": [
+        ChartPod(
+            "server", "templates/deployment.yaml",
+            {"name": "velero", "app.kubernetes.io/name": NAME, "app.kubernetes.io/instance": RELEASE, "app.kubernetes.io/managed-by": "Helm"},
+            (("templates/deployment.yaml", "name: velero"),
+             ("templates/deployment.yaml", 'app.kubernetes.io/name: {{ include "velero.name" . }}'),
+             ("templates/deployment.yaml", "app.kubernetes.io/instance: {{ .Release.Name }}"),
+             ("templates/deployment.yaml", "app.kubernetes.io/managed-by: {{ .Release.Service }}"),
+             (HELPERS, '{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}')),
+            extra_labels=(("podLabels",),),
+            ports=(("http-monitoring", (8085,)),),
+            port_when={"http-monitoring": "metrics.enabled"},
+        ),
+    ],
 }
 
 
@@ -280,6 +340,7 @@ class Platform:
     api_server_calls: list[tuple[str, Endpoint, Port]]  # (release, pod, port) the API server calls
     ingress_pods: list[Endpoint]  # what carries public traffic to the apps
     api_server: Endpoint
+    monitoring_pods: dict[str, Endpoint] = field(default_factory=dict)  # the operator's: prometheus, alertmanager
     checked: int = 0  # flows evaluated so far
 
     def port(self, endpoint: Endpoint, name: str) -> Port:
@@ -359,12 +420,19 @@ def build_platform(stack: str, cloud: Optional[str], controller: str, charts_dir
                 f"envoy-{gw['metadata']['namespace']}-{gw['metadata']['name']}", gateway_ns,
                 {**PROXY_LABELS, "gateway.envoyproxy.io/owning-gateway-name": gw["metadata"]["name"],
                  "gateway.envoyproxy.io/owning-gateway-namespace": gw["metadata"]["namespace"]},
-                [Port(l["port"] + 10000 if l["port"] < 1024 else l["port"], "TCP", l["name"]) for l in gw["spec"]["listeners"]],
+                [*(Port(l["port"] + 10000 if l["port"] < 1024 else l["port"], "TCP", l["name"]) for l in gw["spec"]["listeners"]),
+                 PROXY_METRICS_PORT],
             ))
             for gw in manifests if gw.get("kind") == "Gateway"
         ]
     else:
         ingress_pods = [chart_pods[("ingress-nginx", "controller")]]
+    monitoring_pods = {}
+    for installed in charts:
+        if installed.chart == "kube-prometheus-stack":
+            for name, (instance, ports) in OPERATOR_PODS.items():
+                labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/managed-by": "prometheus-operator", "app.kubernetes.io/instance": instance}
+                monitoring_pods[name] = cluster.add(pod(name, installed.namespace, labels, ports))
     cluster.add(pod("kube-dns", DNS_NAMESPACE, DNS_LABELS, DNS_PORTS))
     cluster.add(pod("cm-acme-http-solver", app_namespace, SOLVER_LABELS, [SOLVER_PORT]))
     cluster.add(pod("stray", app_namespace))  # a pod with no labels in the app namespace
@@ -380,7 +448,7 @@ def build_platform(stack: str, cloud: Optional[str], controller: str, charts_dir
     return Platform(
         case=f"{stack}-{cloud or 'existing'}-{controller}", sim=sim, config=config, cluster=cluster, app_namespace=app_namespace,
         controller=controller, apps=apps, migrations=migrations, charts=charts, chart_pods=chart_pods, api_server_calls=calls,
-        ingress_pods=ingress_pods, api_server=api_server,
+        ingress_pods=ingress_pods, api_server=api_server, monitoring_pods=monitoring_pods,
     )
 
 
@@ -477,7 +545,7 @@ def test_public_traffic_reaches_the_ingress_controller(platform):
     p = platform
     internet = p.cluster["internet"]
     if p.controller == "gateway":
-        required = [(internet, proxy, *_tcp(port)) for proxy in p.ingress_pods for port in proxy.ports]
+        required = [(internet, proxy, *_tcp(port)) for proxy in p.ingress_pods for port in proxy.ports if port != PROXY_METRICS_PORT]
     else:
         controller = p.ingress_pods[0]
         required = [(internet, controller, *_tcp(p.port(controller, name))) for name in ("http", "https")]
@@ -504,6 +572,8 @@ def test_add_ons_reach_what_they_work_with(platform):
     internet, kubelet = p.cluster["internet"], p.cluster["kubelet"]
     required = [(p.chart_pods[("cert-manager", "controller")], internet, port, "TCP") for port in (443, 80)]  # ACME; HTTP-01 self-check
     required.append((p.chart_pods[("external-secrets", "controller")], internet, 443, "TCP"))  # the cloud secret manager
+    if ("velero", "server") in p.chart_pods:
+        required.append((p.chart_pods[("velero", "server")], internet, 443, "TCP"))  # the backup bucket
     if ("metrics-server", "server") in p.chart_pods:
         required.append((p.chart_pods[("metrics-server", "server")], kubelet, KUBELET_PORT, "TCP"))  # scrapes every kubelet
     if p.controller == "gateway":
@@ -601,3 +671,55 @@ def test_envoy_gateway_controller_cannot_reach_app_pods(platform):
     controller, solver = p.chart_pods[("envoy-gateway", "controller")], p.cluster[f"{p.app_namespace}/cm-acme-http-solver"]
     targets = [(app, *_tcp(p.port(app, "http"))) for app in p.apps.values()] + [(solver, *_tcp(SOLVER_PORT))]
     _assert_none(p.problems(forbidden=[(controller, dst, port, proto) for dst, port, proto in targets]))
+
+
+def test_cluster_autoscaler_reaches_dns_the_api_server_and_aws_and_nothing_reaches_it(platform):
+    """EKS only: its pods in kube-system get their own policy (kube-system's other pods keep the cloud's defaults)."""
+    p = platform
+    autoscaler = p.cluster.endpoints.get("kube-system/cluster-autoscaler")
+    if "-eks-" not in p.case:
+        assert autoscaler is None
+        return
+    dns, internet = p.cluster[f"{DNS_NAMESPACE}/kube-dns"], p.cluster["internet"]
+    required = [(autoscaler, p.api_server, port, "TCP") for port in API_SERVER_PORTS]
+    required += [(autoscaler, dns, 53, protocol) for protocol in ("UDP", "TCP")]
+    required.append((autoscaler, internet, 443, "TCP"))  # Auto Scaling, EC2, EKS and STS APIs
+    metrics = p.port(autoscaler, "http")
+    forbidden = [(src, autoscaler, *_tcp(metrics)) for src in (p.cluster["intruder/intruder"], *p.apps.values())]
+    forbidden += [(autoscaler, app, *_tcp(p.port(app, "http"))) for app in p.apps.values()]
+    forbidden.append((autoscaler, internet, 80, "TCP"))
+    _assert_none(p.problems(required, forbidden))
+
+
+def _selected(p: Platform, namespace: str, labels: dict[str, str]) -> list[Endpoint]:
+    return [e for e in p.cluster.endpoints.values() if e.namespace == namespace and labels.items() <= dict(e.labels).items()]
+
+
+def test_prometheus_scrapes_every_monitored_target_and_nothing_else_of_theirs(platform):
+    """Each ServiceMonitor and PodMonitor the program declares: Prometheus reaches the pods it selects
+    on the port it names (and they listen there); the kubelets; Alertmanager. Not the apps' other ports,
+    the ACME solver or the add-ons' webhooks."""
+    p = platform
+    if not p.monitoring_pods:
+        pytest.skip("addons.monitoring is off in this stack")
+    prometheus, alertmanager = p.monitoring_pods["prometheus"], p.monitoring_pods["alertmanager"]
+    required = [(prometheus, p.cluster["kubelet"], KUBELET_PORT, "TCP"), (prometheus, alertmanager, 9093, "TCP")]
+    required.append((alertmanager, p.cluster["internet"], 443, "TCP"))  # its receivers (webhooks)
+    monitors = [m for m in p.sim.manifests() if m["kind"] in ("ServiceMonitor", "PodMonitor")]
+    assert {m["metadata"]["name"] for m in monitors} >= {f"app-{app}" for app in p.apps}
+    for monitor in monitors:
+        [namespace] = monitor["spec"]["namespaceSelector"]["matchNames"]
+        targets = _selected(p, namespace, monitor["spec"]["selector"]["matchLabels"])
+        assert targets, f"{monitor['kind']} {monitor['metadata']['name']} selects no pod in {namespace}"
+        for target in targets:
+            if monitor["kind"] == "ServiceMonitor":  # the app Service's port `http`: the pods' http port
+                required.append((prometheus, target, *_tcp(p.port(target, "http"))))
+            else:
+                required += [(prometheus, target, e["portNumber"], "TCP") for e in monitor["spec"]["podMetricsEndpoints"]]
+    solver = p.cluster[f"{p.app_namespace}/cm-acme-http-solver"]
+    forbidden = [(prometheus, app, port, "TCP") for app in p.apps.values() for port in (22, 5432)]
+    forbidden.append((prometheus, solver, *_tcp(SOLVER_PORT)))
+    forbidden += [(prometheus, endpoint, *_tcp(port)) for _, endpoint, port in p.api_server_calls]
+    # ... and no one else reaches Prometheus' scrape targets' metrics ports through those allowances.
+    forbidden += [(p.cluster["intruder/intruder"], dst, port, proto) for _, dst, port, proto in required[3:]]
+    _assert_none(p.problems(required, forbidden))

@@ -497,7 +497,7 @@ def _reloader_chart(sim):
 
 
 def test_reloader_values_are_keys_of_the_official_chart_and_scope_it_to_the_app_namespace(charts_dir):
-    sim = simulate("production", {"addons.reloader.enabled": True})
+    sim = simulate("production")
     (chart,) = _reloader_chart(sim)
     values = chart.inputs["values"]
     assert unknown_values(charts_dir / "reloader-2.2.16", values) == []
@@ -512,12 +512,16 @@ def test_reloader_values_are_keys_of_the_official_chart_and_scope_it_to_the_app_
     assert policies == {"reloader-default-deny", "reloader-allow-dns", "reloader-allow-api-server"}  # no internet
 
 
-def test_reloader_is_off_unless_enabled_and_needs_external_secrets():
-    sim = simulate("production")
-    assert not _reloader_chart(sim)
-    assert all(not r.inputs["metadata"].get("annotations") for r in sim.of_type("kubernetes:apps/v1:Deployment"))
+def test_reloader_comes_with_external_secrets_unless_turned_off():
+    assert _reloader_chart(simulate("production"))  # External Secrets is on: Reloader too, by default
+    for off in ({"addons.reloader.enabled": False},
+                {"addons.external-secrets.enabled": False, "apps.backend.secrets": {}}):  # nothing to reload
+        sim = simulate("production", off)
+        assert not _reloader_chart(sim)
+        assert all(not r.inputs["metadata"].get("annotations") for r in sim.of_type("kubernetes:apps/v1:Deployment"))
     import pulumi
 
+    # Asked for by name without External Secrets: refused.
     with pytest.raises(pulumi.RunError, match="addons.reloader.enabled: Reloader rolls apps .* needs addons.external-secrets.enabled"):
         simulate("production", {"addons.reloader.enabled": True, "addons.external-secrets.enabled": False,
                                 "apps.backend.secrets": {}})
