@@ -66,6 +66,7 @@ def test_it_runs_as_the_irsa_role_that_may_resize_the_groups(eks):
     waivers = eks.one("Deployment", DEPLOYMENT).inputs["metadata"]["annotations"]
     assert waivers["waiver.policy.clipper.dev/no-service-account-token-automount"]  # ...and says so
     assert waivers["waiver.policy.clipper.dev/image-allowed-registry"].startswith("official image")
+    assert waivers["checkov.io/skip1"].startswith("CKV_K8S_38=")  # checkov's spelling of the same waiver
 
 
 def test_rbac_is_upstreams_narrowed(eks):

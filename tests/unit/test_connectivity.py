@@ -49,7 +49,7 @@ SOLVER_LABELS, SOLVER_PORT = {"acme.cert-manager.io/http01-solver": "true"}, Por
 # 1024 becomes container port + 10000 (internal/gatewayapi/helpers.go, servicePortToContainerPort).
 PROXY_LABELS = {"app.kubernetes.io/name": "envoy", "app.kubernetes.io/component": "proxy", "app.kubernetes.io/managed-by": "envoy-gateway"}
 PROXY_XDS_PORT = "grpc"  # the controller's port proxies fetch their configuration from (deployment.ports)
-PROXY_METRICS_PORT = Port(19001, "TCP", "metrics")  # the proxies' Prometheus stats (proxy/resource.go, EnvoyReadinessPort's neighbour)
+PROXY_METRICS_PORT = Port(19001, "TCP", "metrics")  # the proxies' Prometheus stats: container port `metrics`, same testdata file
 # Prometheus' and Alertmanager's pods are made by the Prometheus Operator, not the chart: labels as
 # prometheus-operator's pkg/prometheus/statefulset.go and pkg/alertmanager/statefulset.go give them
 # (app.kubernetes.io/name, /managed-by, /instance = the custom resource's name), ports as their containers'.
