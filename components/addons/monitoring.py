@@ -29,6 +29,7 @@ from components.addons.ingress import ENVOY_PROXY_PODS
 from components.addons.spread import resources, topology_spread
 from components.meta import app_selector, platform_labels
 from components.namespace import LimitRangeSettings, QuotaSettings
+from components.settings import CpuQuantity, MemoryQuantity
 from components.network_policy import in_namespace, ingress_from
 
 RELEASE = "monitoring"
@@ -37,6 +38,17 @@ PROMETHEUS_PODS = {"app.kubernetes.io/name": "prometheus"}
 KUBELET_PORT = 10250
 KUBE_STATE_METRICS_PODS = {"app.kubernetes.io/name": "kube-state-metrics", "app.kubernetes.io/instance": RELEASE}
 API_VERSION = "monitoring.coreos.com/v1"
+
+
+class MonitoringQuotaSettings(QuotaSettings):
+    """The quota the runbooks' hand-made `monitoring` namespace had: room for this add-on's defaults
+    (two Prometheus and two Alertmanager replicas, the operator, kube-state-metrics) and a rolling update."""
+
+    requests_cpu: CpuQuantity = "4"
+    requests_memory: MemoryQuantity = "8Gi"
+    limits_cpu: CpuQuantity = "8"
+    limits_memory: MemoryQuantity = "16Gi"
+    pods: int = Field(default=50, ge=1)
 
 
 class MonitoringSettings(AddonSettings):
@@ -52,10 +64,8 @@ class MonitoringSettings(AddonSettings):
     retention: str = Field(default="15d", pattern=r"^\d+[hdwy]$", description="How long Prometheus keeps samples.")
     storage_size: str = Field(default="50Gi", description="Prometheus' persistent volume (one per replica).")
     app_metrics_path: str = Field(default="/metrics", pattern=r"^/", description="Where the apps serve metrics, on their HTTP port.")
-    # The quota the runbooks' hand-made `monitoring` namespace had: room for the defaults below (two
-    # Prometheus and two Alertmanager replicas, the operator, kube-state-metrics) and a rolling update.
-    quota: QuotaSettings = Field(
-        default=QuotaSettings(requests_cpu="4", requests_memory="8Gi", limits_cpu="8", limits_memory="16Gi", pods=50),
+    quota: MonitoringQuotaSettings = Field(
+        default=MonitoringQuotaSettings(),
         description="The namespace's ResourceQuota; raise it with `storageSize`/`values` that grow Prometheus.",
     )
     limits: LimitRangeSettings = Field(
