@@ -11,8 +11,10 @@ from policies.config import load_stack_config
 from policies.pack import ResourceRecord, evaluate
 
 CLOUDS = typing.get_args(PlatformConfig.model_fields["cloud"].annotation)
-# `existing` needs no cloud: render mode, and a secret store block of its own.
-EXISTING = {"cloud": "existing", "existing": {"mode": "render", "secretStore": {"fake": {"data": []}}}}
+# `existing` needs no cloud: render mode, a secret store block of its own, and the object storage
+# Velero backs up to (made elsewhere: the program creates buckets only in the clouds).
+EXISTING = {"cloud": "existing", "existing": {"mode": "render", "secretStore": {"fake": {"data": []}}},
+            "addons.backups.location": {"provider": "aws", "bucket": "clipper-backups", "config": {"region": "eu-west-1"}}}
 
 
 def _records(sim):
