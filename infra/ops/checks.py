@@ -178,16 +178,27 @@ def _summary(change_summary: Optional[dict]) -> str:
     return ", ".join(f"{n} {op}" for op, n in sorted(changes.items())) or "no changes"
 
 
-def check_pending_operations(stack: auto.Stack) -> CheckResult:
+def check_pending_operations(stack: auto.Stack) -> list[CheckResult]:
+    """Pending operations and a lock, both left by an update that died half-way."""
+    recovery = f"run `python -m infra.ops recover --stack {stack.name}`"
     pending = stacks.pending_operations(stack)
     if not pending:
-        return CheckResult("no pending operations", True, "state is clean")
-    names = ", ".join(str((p.get("resource") or {}).get("urn", "?")).split("::")[-1] for p in pending[:5])
-    return CheckResult(
-        "no pending operations",
-        False,
-        f"{len(pending)} interrupted operation(s) ({names}): inspect, then `pulumi refresh --clear-pending-creates`",
-    )
+        state = CheckResult("no pending operations", True, "state is clean")
+    else:
+        names = ", ".join(str((p.get("resource") or {}).get("urn", "?")).split("::")[-1] for p in pending[:5])
+        state = CheckResult("no pending operations", False,
+                            f"{len(pending)} interrupted operation(s) ({names}{', ...' if len(pending) > 5 else ''}): {recovery}")
+    held = stacks.locks(stack)
+    if held is None:
+        lock = CheckResult("not locked", True, "not readable on this backend: an update would name a lock it meets")
+    elif not held:
+        lock = CheckResult("not locked", True, "no lock")
+    else:
+        running = [h for h in held if h.here_and_alive]
+        what = "; ".join(h.describe() for h in held)
+        step = "an update is running: wait for it" if running else f"left by a process that is gone: {recovery}"
+        lock = CheckResult("not locked", False, f"locked by {what}: {step}")
+    return [state, lock]
 
 
 API_CHECK = "Kubernetes API"
@@ -260,6 +271,11 @@ def _guarded(check: str, run: Callable[[], list[CheckResult]]) -> list[CheckResu
 
 
 def run_preflight(stack_name: str, work_dir: Path, rollback_drill: bool = False) -> int:
+    damaged = stacks.half_written_sidecars(stacks.workspace_of(work_dir), stack_name)
+    if damaged:  # the CLI cannot read the stack at all: nothing else can run
+        console.say(f"{stack_name}: NO-GO: state half-written by an interrupted update ({', '.join(p.name for p in damaged)} "
+                    f"empty): run `python -m infra.ops recover --stack {stack_name}`")
+        return 1
     stack = stacks.open_stack(stack_name, work_dir)
     config = stacks.read_config(stack)
     # First and alone: against an API server that does not answer, the preview would only wait
@@ -278,7 +294,7 @@ def run_preflight(stack_name: str, work_dir: Path, rollback_drill: bool = False)
     policies = stacks.policy_options(stack.name, config, work_dir)
     results += _guarded("preview", lambda: check_preview(stack, policies))
     console.step(f"state of {stack.name}")
-    results += _guarded("no pending operations", lambda: [check_pending_operations(stack)])
+    results += _guarded("no pending operations", lambda: check_pending_operations(stack))
     if rollback_drill:
         console.step(f"rollback drill of {stack.name} (rollback --steps 1 --dry-run)")
         results += _guarded(DRILL_CHECK, lambda: [check_rollback_drill(stack, work_dir)])

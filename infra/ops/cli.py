@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 from typing import NoReturn, Optional
 
-from infra.ops import backups, checks, dr_drill, promotion, rollback, rotate, secrets_provider, verify
+from infra.ops import backups, checks, dr_drill, promotion, recover, rollback, rotate, secrets_provider, verify
 from infra.ops.errors import BadUsage, OpsError
 from infra.ops.kube import parse_duration
 from infra.ops.stacks import REPO_ROOT
@@ -187,7 +187,32 @@ def build_parser() -> argparse.ArgumentParser:
     _verify_and_rotate(commands)
     _backups_and_drill(commands)
     _secrets_provider(commands)
+    _recover(commands)
     return parser
+
+
+def _recover(commands) -> None:
+    fix = _command(
+        commands,
+        "recover",
+        "bring a stack back after an update that died half-way: stale lock, pending operations",
+        "After an update was killed (CI runner cancelled, laptop closed): repair a half-written file-backend "
+        "state (an empty .attrs file), remove the stack's lock when the "
+        "process that took it is gone (`pulumi cancel`; a lock from another host needs --break-lock, a "
+        "process still running on this host is refused), then look up every pending create on the cluster: "
+        "one whose object exists is adopted into the state with its live id, one whose object does not is "
+        "cleared; then "
+        "`pulumi refresh` reconciles the state with the live objects (pending updates and deletes included). "
+        "Prints what it found and what it did; `pulumi up` afterwards finishes the interrupted work. "
+        "`preflight` says NO-GO and names this command while a stack needs it.",
+        f"  {PROG} recover --stack production --dry-run\n"
+        f"  {PROG} recover --stack production --yes\n",
+    )
+    fix.add_argument("--stack", required=True, help="stack whose interrupted update to clean up")
+    fix.add_argument("--dry-run", action="store_true", help="print the lock and the pending operations and the plan; change nothing")
+    fix.add_argument("--yes", action="store_true", help="do not ask; required when stdin is not a terminal")
+    fix.add_argument("--break-lock", action="store_true",
+                     help="also remove a lock taken on another host (make sure nothing runs there first)")
 
 
 def _secrets_provider(commands) -> None:
@@ -330,6 +355,8 @@ def dispatch(args: argparse.Namespace) -> int:
         return backups.run_list(args.stack, args.json, work_dir)
     if args.command == "restore":
         return backups.run_restore(args.stack, args.backup, args.namespace, args.to_namespace, args.wait, work_dir)
+    if args.command == "recover":
+        return recover.run_recover(args.stack, args.dry_run, args.yes, args.break_lock, work_dir)
     if args.command == "secrets-provider":
         return secrets_provider.run_secrets_provider(args.stack, args.to, args.dry_run, args.yes, work_dir)
     if args.command == "dr-drill":

@@ -120,10 +120,6 @@ def differences(before: Secrets, after: Secrets) -> list[str]:
     return found
 
 
-def _backend_url(stack: auto.Stack) -> str:
-    return stack.workspace.who_am_i().url or ""
-
-
 def _new_passphrase(target: str) -> Optional[str]:
     if target != PASSPHRASE:
         return None
@@ -169,9 +165,9 @@ def run_secrets_provider(stack_name: str, to: str, dry_run: bool, assume_yes: bo
     target = parse_target(to)
     new_passphrase = _new_passphrase(target)
     stack = stacks.open_stack(stack_name, work_dir)
-    if target == SERVICE_DEFAULT and not _backend_url(stack).startswith("https://"):
+    if target == SERVICE_DEFAULT and not stacks.backend_url(stack).startswith("https://"):
         raise BadUsage("--to default: the default secrets provider is Pulumi Cloud's; this stack's backend is "
-                       f"{_backend_url(stack)} (choose passphrase or a KMS key)")
+                       f"{stacks.backend_url(stack)} (choose passphrase or a KMS key)")
     current = describe_provider(stack.workspace.stack_settings(stack.name))
     stack_file = stacks.stack_file(stack)
 

@@ -8,7 +8,9 @@ back as `Refused` with the engine's own error lines; the full output was streame
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
 import subprocess
 import tempfile
 from contextlib import contextmanager
@@ -58,15 +60,95 @@ def open_stack(name: str, work_dir: Path = REPO_ROOT, env: Optional[dict[str, st
     except auto.StackNotFoundError:
         known = ", ".join(sorted(s.name for s in workspace.list_stacks())) or "none"
         raise BadUsage(f"unknown stack {name!r} (stacks in this backend: {known})") from None
+    except auto.CommandError as error:  # an unreachable backend, wrong credentials, an unreadable state
+        raise engine_failure(f"opening stack {name}", error) from None
 
 
-def _cli(stack: auto.Stack, args: Sequence[str]) -> str:
-    """Run a pulumi subcommand for this stack with the workspace's environment; its stdout."""
+def workspace_of(work_dir: Path = REPO_ROOT) -> auto.LocalWorkspace:
+    """The project's workspace, without selecting a stack (what must work when a stack cannot be read)."""
+    return _workspace(work_dir)
+
+
+def _cli(stack: auto.Stack, args: Sequence[str], stream: bool = False) -> str:
+    """Run a pulumi subcommand for this stack with the workspace's environment; its stdout
+    (with `stream`, also shown as it runs, for long operations)."""
     workspace = stack.workspace
     env = {"PULUMI_HOME": workspace.pulumi_home} if workspace.pulumi_home else {}
     env.update(workspace.env_vars or {})
-    result = workspace.pulumi_command.run([*args, "--stack", stack.name], workspace.work_dir, env)
+    show = console.engine_output if stream else None
+    result = workspace.pulumi_command.run([*args, "--stack", stack.name], workspace.work_dir, env,
+                                          on_output=show, on_error=show)
     return result.stdout
+
+
+def cli_streamed(stack: auto.Stack, args: Sequence[str]) -> str:
+    """A pulumi subcommand of the stack with its output shown as it runs (refresh, cancel)."""
+    return _cli(stack, args, stream=True)
+
+
+def backend_url(stack: auto.Stack) -> str:
+    """The backend the stack lives in, as `pulumi whoami` gives it (file://..., s3://..., https://...)."""
+    return stack.workspace.who_am_i().url or ""
+
+
+@dataclass(frozen=True)
+class Lock:
+    path: Path
+    pid: int
+    user: str
+    host: str
+    time: str
+
+    @property
+    def here_and_alive(self) -> bool:
+        if self.host != socket.gethostname():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def describe(self) -> str:
+        return f"{self.path.name}: {self.user}@{self.host} (pid {self.pid}) at {self.time}"
+
+
+def file_backend_root(stack: auto.Stack) -> Optional[Path]:
+    """The folder of a file:// backend, None for other backends."""
+    url = backend_url(stack)
+    return Path(url[len("file://"):]) if url.startswith("file://") else None
+
+
+def locks(stack: auto.Stack) -> Optional[list[Lock]]:
+    """The stack's lock files on a file:// backend; None on other backends (no read-only query:
+    their lock shows when an operation meets it)."""
+    root = file_backend_root(stack)
+    if root is None:
+        return None
+    project = stack.workspace.project_settings().name
+    folder = root / ".pulumi" / "locks" / "organization" / project / stack.name.rsplit("/", 1)[-1]
+    found = []
+    for path in sorted(folder.glob("*.json")):
+        content = json.loads(path.read_text() or "{}")
+        found.append(Lock(path, int(content.get("pid", 0)), content.get("username", "?"), content.get("hostname", "?"),
+                          content.get("timestamp", "?")))
+    return found
+
+
+def half_written_sidecars(workspace: auto.LocalWorkspace, stack_name: str) -> list[Path]:
+    """Empty `.attrs` files of a file:// backend's stack: the blob store truncates one, then writes it,
+    so a kill in between leaves it empty, and every later read of that object fails (`failed to load
+    checkpoint: EOF`). The object itself is written to a temporary file and renamed: it is whole."""
+    try:
+        url = workspace.who_am_i().url or ""
+    except auto.CommandError:  # an unreachable backend: opening the stack says so
+        return []
+    if not url.startswith("file://"):
+        return []
+    root, short_name = Path(url[len("file://"):]), stack_name.rsplit("/", 1)[-1]
+    return sorted(path for path in (root / ".pulumi").rglob(f"*{short_name}*.attrs") if path.stat().st_size == 0)
 
 
 def history(stack: auto.Stack) -> list[UpdateRecord]:
