@@ -144,8 +144,7 @@ def azure_container(
         account_name=account_name,
         **place,
         kind="StorageV2",
-        sku={"name": "Standard_ZRS"},
-        access_tier="Hot",
+        sku={"name": "Standard_ZRS"},  # access tier: StorageV2's default (Hot)
         allow_blob_public_access=False,
         allow_shared_key_access=False,
         default_to_o_auth_authentication=True,

@@ -28,6 +28,8 @@ CRD_GROUPS = (
     "generators.external-secrets.io/",
     "gateway.networking.k8s.io/",
     "gateway.envoyproxy.io/",
+    "monitoring.coreos.com/",
+    "snapshot.storage.k8s.io/",
 )
 CHECKOV = Path(os.environ.get("CHECKOV", ROOT / ".venv-checkov" / "bin" / "checkov"))
 

@@ -206,7 +206,7 @@ def test_external_secrets_authenticates_as_a_cloud_identity_scoped_to_the_apps_s
         assert store["azurekv"]["authType"] == "WorkloadIdentity"
         assert store["azurekv"]["vaultUrl"] == "https://clipper-production-kv.vault.azure.net/"
         assert release.inputs["values"]["podLabels"] == {"azure.workload.identity/use": "true"}
-        credential = _only(sim, "azure-native:managedidentity:FederatedIdentityCredential")
+        credential = sim.one("azure-native:managedidentity:FederatedIdentityCredential", "cluster-external-secrets-external-secrets").inputs
         assert credential["subject"] == subject and credential["audiences"] == ["api://AzureADTokenExchange"]
         grant = sim.one("azure-native:authorization:RoleAssignment", "cluster-external-secrets-external-secrets-secrets").inputs
         assert grant["scope"] == "cluster-vault-id"  # the vault: the secrets are written after it exists
@@ -214,15 +214,18 @@ def test_external_secrets_authenticates_as_a_cloud_identity_scoped_to_the_apps_s
 
 
 def _in_cluster_layer(sim) -> list[dict]:
-    """Kubernetes manifests with the store's cloud-specific provider block and the webhooks' callers
-    (each cloud's control plane range) left out, and without metrics-server's namespace and Cluster
-    Autoscaler (installed only on EKS: GKE and AKS run their own)."""
+    """Kubernetes manifests with the store's cloud-specific provider block, the webhooks' callers
+    (each cloud's control plane range) and the VolumeSnapshotClass' CSI driver (test_backups.py checks
+    each cloud's) left out, and without metrics-server's namespace and Cluster Autoscaler (installed
+    only on EKS: GKE and AKS run their own)."""
     manifests = []
     for manifest in sim.manifests():
         if {"metrics-server", "cluster-autoscaler"} & {manifest["metadata"].get("name"), manifest["metadata"].get("namespace")}:
             continue
         if manifest["kind"] == "ClusterSecretStore":
             manifest = {**manifest, "spec": {k: v for k, v in manifest["spec"].items() if k != "provider"}}
+        if manifest["kind"] == "VolumeSnapshotClass":
+            manifest = {**manifest, "driver": "<the cloud's CSI driver>"}
         if manifest["metadata"].get("name") == "allow-webhooks-from-api-server":
             manifest = {**manifest, "spec": {**manifest["spec"], "ingress": [{**r, "from": "<control plane>"} for r in manifest["spec"]["ingress"]]}}
         manifests.append(manifest)
@@ -374,7 +377,9 @@ def test_node_pool_keys_override_single_defaults():
 
 
 def test_existing_cluster_still_works_and_ignores_the_cloud_blocks():
-    sim = simulate("production", {"cloud": "existing", "existing": {"mode": "render", "secretStore": {"fake": {"data": []}}}})
+    location = {"provider": "aws", "bucket": "clipper-backups", "config": {"region": "eu-west-1"}}  # backups go elsewhere
+    sim = simulate("production", {"cloud": "existing", "existing": {"mode": "render", "secretStore": {"fake": {"data": []}}},
+                                  "addons.backups.location": location})
     assert not [r for r in sim.resources if r.type.startswith(CLOUD_PREFIXES)]
     assert sim.one("ClusterSecretStore", "cloud-secrets").inputs["spec"]["provider"] == {"fake": {"data": []}}
 

@@ -89,6 +89,7 @@ FORCES_REPLACEMENT: dict[str, tuple[str, ...]] = {
     "azure-native:keyvault:Key": ("resourceGroupName", "vaultName", "keyName"),
     "azure-native:network:VirtualNetwork": ("resourceGroupName", "virtualNetworkName", "location"),
     "azure-native:network:Subnet": ("resourceGroupName", "virtualNetworkName", "subnetName", "defaultOutboundAccess"),
+    "azure-native:storage:StorageAccount": ("resourceGroupName", "accountName", "location"),  # Velero's (backups)
 }
 
 # What an SDK docstring says when a property cannot change in place.
