@@ -118,6 +118,11 @@ class Project:
         return self.ok("stack", "output", "--json", "--show-secrets", "--stack", stack).json()
 
 
+def preview_changes(preview_json: dict) -> dict[str, str]:
+    """{urn: op} for every step of a `pulumi preview --json` that is not a no-op."""
+    return {s["urn"]: s["op"] for s in preview_json.get("steps", []) if s["op"] not in ("same", "read")}
+
+
 def kubectl(kubeconfig: Path, *args: str) -> str:
     done = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), *args], capture_output=True, text=True,
                           timeout=120)

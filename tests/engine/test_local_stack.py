@@ -6,13 +6,8 @@ import json
 import pytest
 
 from infra.rendered import rendered_objects
-from tests.engine.engine import kubectl
+from tests.engine.engine import kubectl, preview_changes
 from tests.manifests import checkov_failures, schema_errors
-
-
-def _changes(preview_json: dict) -> dict[str, str]:
-    """{urn: op} for every step that is not a no-op."""
-    return {s["urn"]: s["op"] for s in preview_json.get("steps", []) if s["op"] not in ("same", "read")}
 
 
 def test_render_mode_writes_every_manifest_and_is_idempotent(project):
@@ -24,7 +19,7 @@ def test_render_mode_writes_every_manifest_and_is_idempotent(project):
     assert len(docs) >= 30
     assert schema_errors(docs) == []
     second = project.ok("preview", "--stack", "local", "--expect-no-changes", "--json")
-    assert _changes(second.json()) == {}
+    assert preview_changes(second.json()) == {}
 
 
 @pytest.mark.slow
@@ -91,10 +86,10 @@ class TestAgainstLocalApiServer:
         jobs = json.loads(kubectl(local_cluster, "get", "jobs", "-n", ns, "-o", "json"))["items"]
         assert jobs and jobs[0]["status"].get("succeeded") == 1
 
-        assert _changes(stack.ok("preview", "--stack", "local", "--json").json()) == {}
+        assert preview_changes(stack.ok("preview", "--stack", "local", "--json").json()) == {}
 
         stack.set("local", "apps.frontend.image", "ghcr.io/clpr-tv/frontend:2.2.0")
-        changes = _changes(stack.ok("preview", "--stack", "local", "--json").json())
+        changes = preview_changes(stack.ok("preview", "--stack", "local", "--json").json())
         assert list(changes.values()) == ["update"] and next(iter(changes)).endswith("clipper-local-frontend-deployment")
         stack.ok("up", "--stack", "local", "--yes", "--skip-preview")
         image = kubectl(local_cluster, "get", "deployment", "frontend", "-n", ns,

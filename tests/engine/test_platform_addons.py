@@ -17,7 +17,7 @@ import yaml
 from infra.rendered import rendered_objects
 from tests.charts import charts_dir
 from tests.engine.conftest import running_cluster
-from tests.engine.engine import ROOT, kubectl
+from tests.engine.engine import ROOT, kubectl, preview_changes
 from tests.manifests import CHART_CHECKOV_SKIPS, checkov_failures, schema_errors
 
 STACK = "local-platform"
@@ -25,10 +25,6 @@ CUSTOM_KINDS = {"ClusterIssuer", "Certificate", "ClusterSecretStore", "ExternalS
                 "Gateway", "GatewayClass", "HTTPRoute", "EnvoyProxy"}
 OLD_VERSIONS = {"ingress-nginx": "4.13.3", "cert-manager": "v1.19.1", "external-secrets": "0.20.4",
                 "metrics-server": "3.13.0", "envoy-gateway": "v1.5.4"}
-
-
-def _changes(preview_json: dict) -> dict[str, str]:
-    return {s["urn"]: s["op"] for s in preview_json.get("steps", []) if s["op"] not in ("same", "read")}
 
 
 @pytest.fixture
@@ -67,7 +63,7 @@ def test_render_mode_writes_chart_objects_that_pass_the_checkers(platform, contr
     assert kinds["CustomResourceDefinition"] >= 6 + 25
     assert schema_errors(docs) == []
     assert checkov_failures(platform.dir / ".state/render" / STACK, CHART_CHECKOV_SKIPS) == []
-    assert _changes(platform.ok("preview", "--stack", STACK, "--json", timeout=900).json()) == {}
+    assert preview_changes(platform.ok("preview", "--stack", STACK, "--json", timeout=900).json()) == {}
 
 
 def _get(kubeconfig, *args) -> dict:
@@ -133,12 +129,12 @@ def test_upgrade_from_the_old_pins_then_switch_to_gateway(platform, addon_cluste
         crd = _get(addon_cluster, "crd", "certificates.cert-manager.io")
         assert crd["metadata"]["labels"]["app.kubernetes.io/version"] == "v1.21.1"
         _assert_platform_live(addon_cluster, "nginx")
-        assert _changes(platform.ok("preview", "--stack", STACK, "--json", timeout=900).json()) == {}
+        assert preview_changes(platform.ok("preview", "--stack", STACK, "--json", timeout=900).json()) == {}
 
         platform.set(STACK, "ingress.controller", "gateway")
         platform.ok("up", "--stack", STACK, "--yes", "--skip-preview", timeout=1200)
         _assert_platform_live(addon_cluster, "gateway")
-        assert _changes(platform.ok("preview", "--stack", STACK, "--json", timeout=900).json()) == {}
+        assert preview_changes(platform.ok("preview", "--stack", STACK, "--json", timeout=900).json()) == {}
     finally:
         platform.pulumi("destroy", "--stack", STACK, "--yes", "--skip-preview", timeout=1200)
 
