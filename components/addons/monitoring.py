@@ -12,7 +12,9 @@ chart's default rules are off: the platform's own rules page for what the runboo
 two rules for one problem page twice. Scrapers the managed control planes do not expose
 (controller-manager, scheduler, etcd, kube-proxy) and CoreDNS in kube-system are off.
 Prometheus may reach, besides the API server: the kubelets (10250), the app pods on their ports
-and the add-ons' metrics ports, each target namespace admitting it by a policy of its own here.
+and the add-ons' metrics ports (Velero's too: the backup alerts read them), each target namespace
+admitting it by a policy of its own here. The namespace has a ResourceQuota (`quota`, the runbooks'
+numbers) and container defaults (`limits`); the operator's config-reloader sidecars are sized here.
 """
 from __future__ import annotations
 
@@ -29,8 +31,8 @@ from components.addons.ingress import ENVOY_PROXY_PODS
 from components.addons.spread import resources, topology_spread
 from components.meta import app_selector, platform_labels
 from components.namespace import LimitRangeSettings, QuotaSettings
-from components.settings import CpuQuantity, MemoryQuantity
 from components.network_policy import in_namespace, ingress_from
+from components.settings import CpuQuantity, MemoryQuantity
 
 RELEASE = "monitoring"
 # The labels the operator gives Prometheus' pods: the only senders of scrapes.
