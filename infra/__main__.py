@@ -111,9 +111,10 @@ if addons.external_secrets.enabled:
         ),
         in_cluster,
     )
-if addons.cluster_autoscaler.installed_on(cluster.node_autoscaler is not None):  # EKS: node groups scale (docs/clouds.md)
-    identities["cluster-autoscaler"] = cluster.node_autoscaler.identity
-    ClusterAutoscaler("cluster-autoscaler", ClusterAutoscalerArgs(addons.cluster_autoscaler, cluster.node_autoscaler, network), in_cluster)
+node_autoscaler = cluster.node_autoscaler() if addons.cluster_autoscaler.enabled is not False else None
+if node_autoscaler is not None:  # EKS: node groups scale (docs/clouds.md)
+    identities["cluster-autoscaler"] = node_autoscaler.identity
+    ClusterAutoscaler("cluster-autoscaler", ClusterAutoscalerArgs(addons.cluster_autoscaler, node_autoscaler, network), in_cluster)
 if addons.metrics_server.installed_on(cfg.cloud):
     metrics_server(addons.metrics_server, network, in_cluster)
 reloads = addons.reloader.installed_with(addons.external_secrets.enabled)

@@ -10,7 +10,7 @@ import sys
 import types
 import typing
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import yaml
 from pydantic import BaseModel
@@ -89,17 +89,19 @@ def project_config() -> dict[str, dict]:
     return block
 
 
-def _rows(model: type[BaseModel], prefix: str) -> list[tuple[str, str, str, str]]:
+def _rows(model: type[BaseModel], prefix: str, given: Optional[dict] = None) -> list[tuple[str, str, str, str]]:
+    """Reference rows for `model`'s keys; `given` is the default its parent field gives it, which
+    wins over the model's own defaults (a nested model's class defaults are not what users get)."""
     rows = []
     for name, field in model.model_fields.items():
         key = f"{prefix}{_key(name, field)}"
-        default = _default(field)
+        default = given[_key(name, field)] if given and _key(name, field) in given else _default(field)
         shown = "required" if default is PydanticUndefined else f"`{yaml.safe_dump(default, default_flow_style=True, width=10_000).strip().removesuffix('...').strip()}`"
         rows.append((key, _type_name(field.annotation), shown, field.description or ""))
         base = _base(field.annotation)
         origin = typing.get_origin(base)
         if isinstance(base, type) and issubclass(base, BaseModel):
-            rows += _rows(base, f"{key}.")
+            rows += _rows(base, f"{key}.", default if isinstance(default, dict) else None)
         elif origin is dict and isinstance(typing.get_args(base)[1], type) and issubclass(typing.get_args(base)[1], BaseModel):
             rows += _rows(typing.get_args(base)[1], f"{key}.<name>.")
         elif origin is list and isinstance(_base(typing.get_args(base)[0]), type) and issubclass(_base(typing.get_args(base)[0]), BaseModel):

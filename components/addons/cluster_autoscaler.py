@@ -86,9 +86,6 @@ class ClusterAutoscalerSettings(Settings):
         requests=ComputeResources(cpu="100m", memory="300Mi"), limits=ComputeResources(cpu="500m", memory="600Mi")
     )
 
-    def installed_on(self, has_node_autoscaler: bool) -> bool:
-        return self.enabled if self.enabled is not None else has_node_autoscaler
-
     @property
     def image(self) -> str:
         return f"{self.repository}:{self.version}"
@@ -105,7 +102,7 @@ def cluster_autoscaler_problems(s: ClusterAutoscalerSettings, cloud: str, kubern
         if s.enabled:
             return [f"{key}.enabled: only for cloud: eks; {cloud} scales its node pools itself: leave the key unset"]
         return []
-    if s.installed_on(True) and s.kubernetes_minor != kubernetes_version:
+    if s.enabled is not False and s.kubernetes_minor != kubernetes_version:
         # Each release is built and tested against one Kubernetes minor (its scheduler code is that minor's).
         return [
             f"{key}.version: {s.version} is for Kubernetes {s.kubernetes_minor} but eks.kubernetesVersion is "

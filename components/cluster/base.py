@@ -88,12 +88,15 @@ class Cluster(Protocol):
     spot: SpotPlacement
     # Where the API server calls admission webhooks from, where the cloud says; () when unknown.
     control_plane_cidrs: tuple[str, ...]
-    # None where the cloud scales node pools itself (GKE, AKS).
-    node_autoscaler: Optional[NodeAutoscaler]
 
     def identity_for(
         self, namespace: str, service_account: str, permissions: IdentityPermissions
     ) -> WorkloadIdentity: ...
+
+    def node_autoscaler(self) -> Optional[NodeAutoscaler]:
+        """What an in-cluster node autoscaler needs (its cloud identity is created by this call);
+        None where the cloud scales node pools itself (GKE, AKS, a cluster made elsewhere)."""
+        ...
 
     def secret_store_provider(self, identity: WorkloadIdentity) -> pulumi.Input[dict]:
         """External Secrets `ClusterSecretStore.spec.provider` for this cloud, as `identity`."""

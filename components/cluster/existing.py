@@ -46,7 +46,6 @@ class ExistingCluster(pulumi.ComponentResource):
         self.oidc_issuer = pulumi.Output.from_input("")
         self.spot = CLIPPER_SPOT
         self.control_plane_cidrs = ()  # unknown: network.controlPlaneCidrs says
-        self.node_autoscaler = None  # a cluster made elsewhere scales its own nodes
         if settings.mode == "render":
             self.kubeconfig = pulumi.Output.secret("")
             self.endpoint = pulumi.Output.from_input("")
@@ -68,6 +67,9 @@ class ExistingCluster(pulumi.ComponentResource):
             **provider_args,
         )
         self.register_outputs({"name": self.name})
+
+    def node_autoscaler(self) -> None:
+        return None  # a cluster made elsewhere scales its own nodes
 
     def identity_for(self, namespace: str, service_account: str, permissions: IdentityPermissions) -> WorkloadIdentity:
         # A cluster made elsewhere brings its own identity story: nothing to create here.

@@ -169,7 +169,7 @@ class Rotation:
         if not any(key.startswith("secret.reloader.stakater.com/") for key in annotations):
             raise Refused(
                 f"deployment {self.app.name} has no Reloader annotation: nothing would roll it when its Secret changes "
-                "(set addons.reloader.enabled and run `pulumi up` first)"
+                "(addons.reloader.enabled: false in the stack? Reloader is on by default with External Secrets; run `pulumi up` first)"
             )
         digest_before = data_digest(self.get("secret", self.app.secret_name))
         self.force_sync()

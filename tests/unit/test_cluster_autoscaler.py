@@ -146,6 +146,7 @@ def test_turning_it_on_where_the_cloud_scales_its_own_pools_is_refused():
 def test_turning_it_off_removes_it_but_keeps_the_node_groups_resizable_by_hand():
     sim = simulate("production", {"cloud": "eks", "addons.cluster-autoscaler.enabled": False})
     assert not sim.of_type("clipper:addons:ClusterAutoscaler")
+    assert not [r for r in sim.resources if "cluster-autoscaler" in r.name]  # nor its IAM role and policy
     assert sim.of_type("aws:eks/nodeGroup:NodeGroup")
 
 

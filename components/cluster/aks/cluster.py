@@ -93,7 +93,6 @@ class AksCluster(pulumi.ComponentResource):
         # through konnectivity agents in kube-system, so no narrower range is known.
         integrated_here = s.vnet_integration and s.network.subnet_id is None
         self.control_plane_cidrs = (s.network.api_server_cidr,) if integrated_here else ()
-        self.node_autoscaler = None  # AKS's own cluster autoscaler scales the pools
         cluster_name = s.cluster_name(pulumi.get_stack())
         self._azure = azure.Provider(
             f"{name}-azure", subscription_id=s.subscription_id, location=s.location, opts=pulumi.ResourceOptions(parent=self)
@@ -321,6 +320,9 @@ class AksCluster(pulumi.ComponentResource):
             # which drains it - Microsoft's resize procedure, since AKS cannot change a pool's VM size.
             opts=pulumi.ResourceOptions.merge(self._child, pulumi.ResourceOptions(ignore_changes=["count"])),
         )
+
+    def node_autoscaler(self) -> None:
+        return None  # AKS's own cluster autoscaler scales the pools
 
     def identity_for(self, namespace: str, service_account: str, permissions: IdentityPermissions) -> WorkloadIdentity:
         s = self._settings

@@ -102,7 +102,6 @@ class EksCluster(pulumi.ComponentResource):
         pools = [self._node_group(pool, cfg, subnets.nodes, cluster_name, depends_on=[cni]) for pool, cfg in s.node_pools if cfg.enabled]
         addons = node_addons(name, self.cluster, self._roles, pools)
         admins = [self._admin_access(i, role_arn) for i, role_arn in enumerate(s.admin_role_arns)]
-        self.node_autoscaler = self._cluster_autoscaler(cluster_name)
 
         self.name = self.cluster.name
         self.endpoint = self.cluster.endpoint
@@ -248,9 +247,10 @@ class EksCluster(pulumi.ComponentResource):
             )
         return self._workload_role(namespace, service_account, policy)
 
-    def _cluster_autoscaler(self, cluster_name: str) -> NodeAutoscaler:
+    def node_autoscaler(self) -> NodeAutoscaler:
         """EKS resizes managed node groups only when told to: Cluster Autoscaler (docs/clouds.md says
         why not Karpenter or Auto Mode) finds the groups by the tags EKS puts on them."""
+        cluster_name = self._settings.cluster_name(pulumi.get_stack())
         namespace, service_account = _AUTOSCALER_SERVICE_ACCOUNT
         identity = self._workload_role(namespace, service_account, iam.cluster_autoscaler_policy(cluster_name))
         return NodeAutoscaler(cluster_name=cluster_name, region=self._settings.region, identity=identity)

@@ -66,7 +66,6 @@ class GkeCluster(pulumi.ComponentResource):
         self.region = s.region
         self.spot = CLIPPER_SPOT
         self.control_plane_cidrs = (s.network.control_plane_cidr,)
-        self.node_autoscaler = None  # GKE's own cluster autoscaler scales the pools
         cluster_name = s.cluster_name(pulumi.get_stack())
         # An explicit provider pins project and region from the stack file, not ambient gcloud config.
         self._gcp = gcp.Provider(f"{name}-gcp", project=s.project, region=s.region, opts=pulumi.ResourceOptions(parent=self))
@@ -313,6 +312,9 @@ class GkeCluster(pulumi.ComponentResource):
             # The size a pool starts at; it forces replacement, and the autoscaler owns the size afterwards.
             opts=pulumi.ResourceOptions.merge(self._child, pulumi.ResourceOptions(ignore_changes=["initialNodeCount"])),
         )
+
+    def node_autoscaler(self) -> None:
+        return None  # GKE's own cluster autoscaler scales the pools
 
     def identity_for(self, namespace: str, service_account: str, permissions: IdentityPermissions) -> WorkloadIdentity:
         s = self._settings
