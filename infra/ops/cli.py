@@ -32,7 +32,11 @@ environment:
 
 
 class OpsArgumentParser(argparse.ArgumentParser):
-    """argparse that reports a bad argument in one line on stderr and exits 2."""
+    """argparse that reports a bad argument in one line on stderr and exits 2, and takes flags
+    only as spelt in full (a prefix like `--step` would otherwise pass for `--steps`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")

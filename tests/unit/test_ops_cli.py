@@ -109,6 +109,7 @@ def test_top_level_help_lists_commands_and_exit_codes(capsys):
         (["rollback", "--stack", "p"], "one of the arguments --to --steps is required"),
         (["history"], "the following arguments are required: --stack"),
         (["explode"], "invalid choice"),
+        (["history", "--stack", "p", "--js"], "unrecognized arguments: --js"),  # flags in full: no prefix of --json
     ],
 )
 def test_malformed_arguments_exit_2_with_one_line(argv, message, capsys):
