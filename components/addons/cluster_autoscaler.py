@@ -37,6 +37,11 @@ NAME = "cluster-autoscaler"
 IMAGE_REPOSITORY = "registry.k8s.io/autoscaling/cluster-autoscaler"
 METRICS_PORT = 8085  # metrics and /health-check
 STATUS_CONFIGMAP = "cluster-autoscaler-status"
+# The priority expander reads this ConfigMap (name fixed upstream) in its own namespace: regexes of
+# node group names by priority, highest first. EKS names a managed node group's Auto Scaling group
+# `eks-<node group>-<uuid>`, and our spot group's name starts `spot-` (components/cluster/eks).
+PRIORITY_CONFIGMAP = "cluster-autoscaler-priority-expander"
+SPOT_FIRST = "50:\n  - ^eks-spot-.*\n10:\n  - .*\n"
 WAIVERS = {
     "waiver.policy.clipper.dev/image-allowed-registry": "official image (registry.k8s.io/autoscaling, built by SIG Autoscaling)",
     "waiver.policy.clipper.dev/no-service-account-token-automount": "Cluster Autoscaler watches pods and nodes, "
@@ -81,6 +86,12 @@ class ClusterAutoscalerSettings(Settings):
         description="Which node group grows when several could take the pending pods: least-waste leaves the least "
         "idle CPU and memory.",
     )
+    spot_first: bool = Field(
+        default=True,
+        description="Grow the spot pool first when it can take the pending pods (apps with `spot: true` tolerate its "
+        "taint; other pods never fit there), then choose by `expander`. Without it the expander alone chooses, and "
+        "rarely picks the spot pool.",
+    )
     scale_down: ScaleDownSettings = ScaleDownSettings()
     resources: ResourceRequirements = ResourceRequirements(
         requests=ComputeResources(cpu="100m", memory="300Mi"), limits=ComputeResources(cpu="500m", memory="600Mi")
@@ -118,7 +129,7 @@ def flags(s: ClusterAutoscalerSettings, cluster_name: str) -> list[str]:
         f"--node-group-auto-discovery=asg:tag=k8s.io/cluster-autoscaler/enabled,k8s.io/cluster-autoscaler/{cluster_name}",
         # Groups alike but for their zone share the nodes added (ours span zones, so rarely applies).
         "--balance-similar-node-groups=true",
-        f"--expander={s.expander}",
+        f"--expander={'priority,' if s.spot_first else ''}{s.expander}",
         f"--scale-down-enabled={str(d.enabled).lower()}",
         f"--scale-down-delay-after-add={d.delay_after_add}",
         f"--scale-down-unneeded-time={d.unneeded_time}",
@@ -153,6 +164,7 @@ CLUSTER_RULES = [
 NAMESPACE_RULES = [
     _rule([""], ["configmaps"], ["create"]),  # create cannot be limited by name
     _rule([""], ["configmaps"], ["get", "update", "delete"], [STATUS_CONFIGMAP]),
+    _rule([""], ["configmaps"], ["get"], [PRIORITY_CONFIGMAP]),
     _rule(["coordination.k8s.io"], ["leases"], ["create"]),
     _rule(["coordination.k8s.io"], ["leases"], ["get", "update"], [NAME]),
 ]
@@ -198,6 +210,11 @@ class ClusterAutoscaler(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[role]),
             ),
         ]
+        priorities = []
+        if s.spot_first:
+            priorities.append(k8s.core.v1.ConfigMap(
+                f"{name}-priorities", metadata={**meta, "name": PRIORITY_CONFIGMAP}, data={"priorities": SPOT_FIRST}, opts=child
+            ))
         selector = app_selector(NAME)
         # Only its own pods: kube-system's other components keep the cloud's defaults.
         self.network_policy = k8s.networking.v1.NetworkPolicy(
@@ -211,7 +228,7 @@ class ClusterAutoscaler(pulumi.ComponentResource):
             metadata={**meta, "annotations": WAIVERS},
             spec=deployment_spec(s, args.autoscaler, {**labels, **selector}, selector),
             # No pod runs before its permissions and its traffic rules exist.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.service_account, *bindings, self.network_policy]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.service_account, *bindings, self.network_policy, *priorities]),
         )
         self.register_outputs({"namespace": self.namespace, "image": s.image})
 

@@ -4,7 +4,10 @@ pool, and only DNS, the API server and AWS APIs reachable; a version for another
 is refused before any resource. Plus the EKS storage add-ons backups need."""
 from __future__ import annotations
 
+import re
+
 import pytest
+import yaml
 
 from components.addons.cluster_autoscaler import ClusterAutoscalerSettings, cluster_autoscaler_problems
 from components.cluster.base import POOL_LABEL
@@ -40,7 +43,7 @@ def test_it_discovers_this_clusters_node_groups_by_their_tags(eks):
     assert flags["cloud-provider"] == "aws"
     assert flags["node-group-auto-discovery"] == "asg:tag=k8s.io/cluster-autoscaler/enabled,k8s.io/cluster-autoscaler/clipper-production"
     assert flags["balance-similar-node-groups"] == "true"
-    assert flags["expander"] == "least-waste"
+    assert flags["expander"] == "priority,least-waste"  # spot first, then least-waste
     assert flags["skip-nodes-with-local-storage"] == "false"  # the apps' emptyDir scratch must not pin nodes
     assert flags["leader-elect"] == "true"
     assert _pod(eks)["containers"][0]["env"] == [{"name": "AWS_REGION", "value": "eu-west-1"}]
@@ -49,10 +52,28 @@ def test_it_discovers_this_clusters_node_groups_by_their_tags(eks):
 def test_config_reaches_the_flags():
     sim = simulate(
         "production",
-        {"cloud": "eks", "addons.cluster-autoscaler.expander": "random", "addons.cluster-autoscaler.scaleDown": {"enabled": False, "unneededTime": "30m"}},
+        {"cloud": "eks", "addons.cluster-autoscaler.expander": "random", "addons.cluster-autoscaler.spotFirst": False,
+         "addons.cluster-autoscaler.scaleDown": {"enabled": False, "unneededTime": "30m"}},
     )
     flags = _flags(sim)
     assert (flags["expander"], flags["scale-down-enabled"], flags["scale-down-unneeded-time"]) == ("random", "false", "30m")
+
+
+def test_the_spot_group_grows_first_for_pods_that_fit_there(eks):
+    config = eks.one("ConfigMap", "cluster-autoscaler-priorities").inputs
+    assert (config["metadata"]["name"], config["metadata"]["namespace"]) == ("cluster-autoscaler-priority-expander", "kube-system")
+    priorities = yaml.safe_load(config["data"]["priorities"])
+    highest, lowest = max(priorities), min(priorities)
+    # EKS names a managed node group's Auto Scaling group eks-<node group name>-<uuid>.
+    groups = {r.inputs["nodeGroupNamePrefix"].rstrip("-"): f"eks-{r.inputs['nodeGroupNamePrefix']}20261201-0a1b2c3d"
+              for r in eks.of_type("aws:eks/nodeGroup:NodeGroup")}
+    assert "spot" in groups and len(groups) > 1
+    for pool, asg in groups.items():
+        first = any(re.match(pattern, asg) for pattern in priorities[highest])
+        assert first == (pool == "spot"), f"{asg}: in the first tier: {first}"
+        assert any(re.match(pattern, asg) for pattern in priorities[lowest])
+    rules = eks.one("Role", "cluster-autoscaler-role").inputs["rules"]
+    assert {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"], "resourceNames": ["cluster-autoscaler-priority-expander"]} in rules
 
 
 def test_it_runs_as_the_irsa_role_that_may_resize_the_groups(eks):

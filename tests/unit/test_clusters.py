@@ -220,7 +220,8 @@ def _in_cluster_layer(sim) -> list[dict]:
     only on EKS: GKE and AKS run their own)."""
     manifests = []
     for manifest in sim.manifests():
-        if {"metrics-server", "cluster-autoscaler"} & {manifest["metadata"].get("name"), manifest["metadata"].get("namespace")}:
+        name = manifest["metadata"].get("name", "")
+        if "metrics-server" in (name, manifest["metadata"].get("namespace")) or name.startswith("cluster-autoscaler"):
             continue
         if manifest["kind"] == "ClusterSecretStore":
             manifest = {**manifest, "spec": {k: v for k, v in manifest["spec"].items() if k != "provider"}}
