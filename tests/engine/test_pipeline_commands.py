@@ -14,11 +14,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from infra.config import Addons
 from infra.simulate import DELETE, apply_overrides
 from tests.engine.engine import ROOT, Project
 from tests.unit.test_pipelines import github_jobs, kind, task_jobs
 
-ADDONS = ("ingress-nginx", "cert-manager", "external-secrets", "envoy-gateway", "metrics-server")
+# Every add-on the config knows, so one added later is switched off here too.
+ADDONS = tuple(field.alias or name for name, field in Addons.model_fields.items())
 V2_BACKEND = "ghcr.io/clpr-tv/backend:1.5.0"
 
 
