@@ -378,6 +378,7 @@ def _order(command: str) -> tuple:
 
 def test_the_docs_give_day_2_commands_for_both_stacks():
     subcommands = {_parsed(c).command for c in DOCUMENTED}
+    assert subcommands <= set(JUDGES), f"documented, with no judge here: {sorted(subcommands - set(JUDGES))}"
     assert {"promote", "rollback", "verify", "backups", "restore", "rotate", "recover"} <= subcommands
     assert any("--from staging --to production" in c for c in DOCUMENTED)
 
