@@ -17,6 +17,10 @@ from components.settings import image_version
 from infra.ops.errors import BadUsage, Refused
 from infra.ops.stack_config import StackConfig, parse_config, project_setting
 
+# Added to the message of an update the ops CLI runs when no program file (program_at.PROGRAM_PATHS)
+# has uncommitted changes: the update's commit is then exactly the program it ran, whatever git.dirty says.
+PROGRAM_AS_COMMITTED = "[program as committed]"
+
 UPDATE = "update"
 SUCCEEDED = "succeeded"
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -36,6 +40,13 @@ class UpdateRecord:
     git_dirty: Optional[bool]
     config: StackConfig = field(repr=False)
     resource_changes: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def ran_uncommitted_program(self) -> bool:
+        """The tree had uncommitted changes (git.dirty) that may have been program changes. Not so
+        for an update whose message says the program was as committed: an ops `up` whose only
+        uncommitted files were stack files, which promote and rollback write before their `up`."""
+        return bool(self.git_dirty) and PROGRAM_AS_COMMITTED not in self.message
 
     @property
     def is_successful_update(self) -> bool:

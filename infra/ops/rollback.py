@@ -91,7 +91,7 @@ def choose_program(target: UpdateRecord, program: str, allow_dirty: bool, work_d
             f"{work_dir}: fetch it, or pass --program head to restore only the config with today's program"
         )
     notes = ()
-    if target.git_dirty:
+    if target.ran_uncommitted_program:
         if not allow_dirty:
             raise Refused(
                 f"update {target.number} ran at commit {ran[:12]} with uncommitted changes (git.dirty), so that "

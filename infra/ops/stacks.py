@@ -21,10 +21,10 @@ from typing import Callable, Iterator, Optional, Sequence
 import yaml
 from pulumi import automation as auto
 
-from infra.ops import console
+from infra.ops import console, program_at
 from infra.ops.config_diff import plan_restore
 from infra.ops.errors import BadUsage, Refused
-from infra.ops.history import UpdateRecord, parse_history
+from infra.ops.history import PROGRAM_AS_COMMITTED, UpdateRecord, parse_history
 from infra.ops.stack_config import (
     StackConfig,
     config_json,
@@ -292,6 +292,11 @@ def preview(
 
 
 def up(stack: auto.Stack, message: str, policies: dict) -> auto.UpResult:
+    work_dir = Path(stack.workspace.work_dir)
+    if program_at.in_checkout(work_dir) and not program_at.uncommitted_program_changes(work_dir):
+        # Pulumi's git.dirty counts the stack file we just wrote; a later rollback needs to know
+        # the program itself was committed.
+        message = f"{message} {PROGRAM_AS_COMMITTED}"
     try:
         return stack.up(message=message, on_output=console.engine_output, **policies)
     except auto.CommandError as error:

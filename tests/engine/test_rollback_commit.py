@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.ops.history import parse_history
+from infra.ops.history import PROGRAM_AS_COMMITTED, parse_history
 from infra.rendered import rendered_objects
 from tests.engine.engine import ROOT, Project
 
@@ -110,7 +110,8 @@ def test_rollback_runs_the_commit_and_renders_exactly_v1(project):
     assert PROBE_FILE in run.stdout and "clipper:apps.backend.image" in run.stdout
     assert project.render_files() == project.v1_render  # the render dir diff is empty
     newest, _, v1 = project.history()
-    assert newest.message == f"rollback {STACK} to update 1 ({v1.start_time:%Y-%m-%d %H:%M:%S} UTC) at commit {project.a[:12]}"
+    assert newest.message == (f"rollback {STACK} to update 1 ({v1.start_time:%Y-%m-%d %H:%M:%S} UTC) at commit {project.a[:12]} "
+                              f"{PROGRAM_AS_COMMITTED}")
     assert (newest.result, newest.git_head, newest.git_dirty) == ("succeeded", project.a, False)
     assert newest.config == v1.config
     # The checkout is as it was (still at B, no worktree left) but for its stack file: v1's config.

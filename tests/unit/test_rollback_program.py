@@ -3,6 +3,7 @@
 The engine itself is exercised by tests/engine/test_rollback_commit.py."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 from datetime import datetime, timezone
@@ -11,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from infra.ops import checks, cli, program_at, stacks
+from infra.ops import checks, cli, history, program_at, stacks
 from infra.ops.history import UpdateRecord
 from infra.ops.stack_config import ConfigEntry
 
@@ -167,6 +168,27 @@ def test_an_update_that_ran_dirty_is_refused_unless_allowed(repo, monkeypatch, c
     assert rollback(repo, "--steps", "1", "--allow-dirty", "--yes") == 0
     assert engine.previews[0].component == 'READINESS = "/readyz"\n'
     assert "running commit" in capsys.readouterr().err
+
+
+def test_an_ops_update_whose_only_uncommitted_files_were_stack_files_rolls_back_at_its_commit(repo, monkeypatch, capsys):
+    # promote writes the stack file, then ups: git.dirty is true, the program was the commit's.
+    promoted = dataclasses.replace(record(1, V1, repo.a, dirty=True),
+                                   message=f"promote staging -> production: backend 1.4.2 -> 1.5.0 {history.PROGRAM_AS_COMMITTED}")
+    engine = FakeEngine(repo, [record(2, V2, repo.b), promoted]).install(monkeypatch)
+    assert rollback(repo, "--steps", "1", "--yes") == 0
+    assert engine.previews[0].component == 'READINESS = "/readyz"\n'  # commit A's program, from its worktree
+    assert "uncommitted" not in capsys.readouterr().err
+
+
+def test_ops_updates_say_when_the_program_was_as_committed(repo, monkeypatch):
+    sent = []
+    fake = SimpleNamespace(name=STACK, workspace=SimpleNamespace(work_dir=str(repo.root)),
+                           up=lambda message, **_: sent.append(message))
+    (repo.root / f"Pulumi.{STACK}.yaml").write_text("config: {changed: by promote}\n")  # a stack file: still as committed
+    stacks.up(fake, "promote", {})
+    (repo.root / "components" / "app.py").write_text('READINESS = "/edited"\n')  # the program: not
+    stacks.up(fake, "promote", {})
+    assert sent == [f"promote {history.PROGRAM_AS_COMMITTED}", "promote"]
 
 
 def test_nothing_to_roll_back_is_refused(repo, monkeypatch, capsys):
