@@ -64,6 +64,15 @@ def running_cluster(cluster_dir: Path):
         subprocess.run(["bash", str(script), "down"], env=env, capture_output=True, text=True, timeout=120)
 
 
+@pytest.fixture(scope="module")
+def own_cluster(bin_dir, tmp_path_factory, request):
+    """A local API server for one test module alone: the CRDs, namespaces and terminating objects
+    its tests leave stay out of the other modules'."""
+    module = request.module.__name__.rsplit(".", 1)[-1]
+    with running_cluster(tmp_path_factory.mktemp(f"{module}-cluster")) as kubeconfig:
+        yield kubeconfig
+
+
 @pytest.fixture(scope="session")
 def local_cluster(bin_dir, tmp_path_factory):
     """One local API server for the session's tests of the local stack."""

@@ -46,7 +46,6 @@ import yaml
 from infra.ops.cli import build_parser
 from infra.simulate import DELETE, apply_overrides
 from tests.charts import charts_dir
-from tests.engine.conftest import running_cluster
 from tests.engine.engine import ROOT, Project, Result, kubectl
 from tests.engine.test_ops_verify_cluster import StandInControllers
 from tests.unit.test_documented_commands import OPS, _commands, _variants
@@ -181,13 +180,7 @@ def at_terminal(argv: list[str], cwd: Path, env: dict, answer: bytes, timeout: i
 
 
 @pytest.fixture(scope="module")
-def documented_cluster(bin_dir, tmp_path_factory):
-    with running_cluster(tmp_path_factory.mktemp("documented-cluster")) as kubeconfig:
-        yield kubeconfig
-
-
-@pytest.fixture(scope="module")
-def deployed(bin_dir, tmp_path_factory, documented_cluster):
+def deployed(bin_dir, tmp_path_factory, own_cluster):
     """Both stacks `up` on the module's API server, from a committed git checkout (rollback runs
     an update's commit), External Secrets' and Reloader's stand-ins running for production."""
     base = tmp_path_factory.mktemp("documented")
@@ -195,15 +188,15 @@ def deployed(bin_dir, tmp_path_factory, documented_cluster):
     project.env["CLIPPER_CHARTS_DIR"] = str(charts_dir())
     shutil.copy(ROOT / ".gitignore", project.dir / ".gitignore")
     for stack in STACKS:
-        project.write_stack_config(stack, on_local_server(stack, documented_cluster))
+        project.write_stack_config(stack, on_local_server(stack, own_cluster))
         project.init(stack)
     git = {**project.env, "GIT_AUTHOR_NAME": "ops", "GIT_AUTHOR_EMAIL": "ops@example.invalid",
            "GIT_COMMITTER_NAME": "ops", "GIT_COMMITTER_EMAIL": "ops@example.invalid"}
     for command in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "checkout"]):
         subprocess.run(["git", *command], cwd=project.dir, env=git, check=True, capture_output=True)
     project.env.update({k: v for k, v in git.items() if k.startswith("GIT_")})
-    controllers = StandInControllers(documented_cluster, NS)
-    deployment = Deployed(project, documented_cluster, controllers)
+    controllers = StandInControllers(own_cluster, NS)
+    deployment = Deployed(project, own_cluster, controllers)
     for stack in STACKS:
         deployment.up(stack)
     controllers.start()

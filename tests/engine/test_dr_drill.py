@@ -22,7 +22,6 @@ from datetime import datetime, timezone
 import pytest
 
 from tests.charts import charts_dir
-from tests.engine.conftest import running_cluster
 from tests.engine.engine import ROOT, Project, kubectl
 
 STACK, NS, VELERO = "local", "clipper-local", "velero"
@@ -35,17 +34,11 @@ def _json(kubeconfig, *args):
 
 
 @pytest.fixture(scope="module")
-def drill_cluster(bin_dir, tmp_path_factory):
-    with running_cluster(tmp_path_factory.mktemp("drill-cluster")) as kubeconfig:
-        yield kubeconfig
-
-
-@pytest.fixture(scope="module")
-def deployed(bin_dir, tmp_path_factory, drill_cluster):
+def deployed(bin_dir, tmp_path_factory, own_cluster):
     project = Project.copy_of(ROOT, tmp_path_factory.mktemp("drill"), bin_dir, with_policies=False)
     project.env["CLIPPER_CHARTS_DIR"] = str(charts_dir())
     project.init(STACK)
-    project.set(STACK, "existing", {"mode": "cluster", "kubeconfig": str(drill_cluster)})
+    project.set(STACK, "existing", {"mode": "cluster", "kubeconfig": str(own_cluster)})
     project.set(STACK, "addons.backups", {"enabled": True, "location": LOCATION})
     started = time.monotonic()
     project.ok("up", "--stack", STACK, "--yes", "--skip-preview", timeout=900)
@@ -75,31 +68,31 @@ def _ops(project, *args, timeout=900):
     return run
 
 
-def test_velero_schedules_back_up_the_app_namespace_hourly(deployed, drill_cluster, tmp_path):
-    schedules = {s["metadata"]["name"]: s["spec"] for s in _json(drill_cluster, "get", "schedules.velero.io", "-n", VELERO)["items"]}
+def test_velero_schedules_back_up_the_app_namespace_hourly(deployed, own_cluster, tmp_path):
+    schedules = {s["metadata"]["name"]: s["spec"] for s in _json(own_cluster, "get", "schedules.velero.io", "-n", VELERO)["items"]}
     assert schedules["velero-hourly"]["schedule"] == "0 * * * *"
     assert schedules["velero-hourly"]["template"]["includedNamespaces"] == [NS]
     assert schedules["velero-hourly"]["template"]["ttl"] in ("168h", "168h0m0s")
     assert schedules["velero-daily"]["template"]["ttl"] in ("720h", "720h0m0s")
-    location = _json(drill_cluster, "get", "backupstoragelocations.velero.io", "default", "-n", VELERO)["spec"]
+    location = _json(own_cluster, "get", "backupstoragelocations.velero.io", "default", "-n", VELERO)["spec"]
     assert location["objectStorage"]["bucket"] == "clipper-drill" and location["default"] is True
 
 
-def test_backups_list_says_whether_the_rpo_is_met(deployed, drill_cluster, tmp_path):
+def test_backups_list_says_whether_the_rpo_is_met(deployed, own_cluster, tmp_path):
     run = _ops(deployed, "backups", "list", "--stack", STACK)
     assert run.returncode == 1 and f"RPO 1h: NOT MET: no completed backup of {NS}" in run.stdout
-    _completed_backup(drill_cluster, tmp_path)
+    _completed_backup(own_cluster, tmp_path)
     run = _ops(deployed, "backups", "list", "--stack", STACK)
     assert run.returncode == 0, run.stdout + run.stderr
     assert BACKUP in run.stdout and "velero-hourly" in run.stdout
     assert f"RPO 1h: met: newest completed backup of {NS} is {BACKUP}" in run.stdout
 
 
-def test_restore_into_a_new_namespace_creates_a_restore_the_api_server_accepts(deployed, drill_cluster, tmp_path):
-    _completed_backup(drill_cluster, tmp_path)
+def test_restore_into_a_new_namespace_creates_a_restore_the_api_server_accepts(deployed, own_cluster, tmp_path):
+    _completed_backup(own_cluster, tmp_path)
     run = _ops(deployed, "restore", "--stack", STACK, "--to-namespace", "clipper-restored", "--wait", "0")
     assert run.returncode == 0, run.stdout + run.stderr
-    [restore] = [r for r in _json(drill_cluster, "get", "restores.velero.io", "-n", VELERO)["items"]
+    [restore] = [r for r in _json(own_cluster, "get", "restores.velero.io", "-n", VELERO)["items"]
                  if r["spec"].get("namespaceMapping")]
     assert restore["spec"]["backupName"] == BACKUP
     assert restore["spec"]["includedNamespaces"] == [NS]
@@ -112,9 +105,9 @@ def test_restore_of_an_unknown_backup_is_bad_usage(deployed):
     assert run.returncode == 2 and "no backup no-such-backup in velero" in run.stderr
 
 
-def test_dr_drill_deletes_the_namespace_re_ups_restores_and_verifies(deployed, drill_cluster, tmp_path):
-    _completed_backup(drill_cluster, tmp_path)
-    before = _json(drill_cluster, "get", "namespace", NS)["metadata"]["uid"]
+def test_dr_drill_deletes_the_namespace_re_ups_restores_and_verifies(deployed, own_cluster, tmp_path):
+    _completed_backup(own_cluster, tmp_path)
+    before = _json(own_cluster, "get", "namespace", NS)["metadata"]["uid"]
     run = _ops(deployed, "dr-drill", "--stack", STACK, "--yes", "--restore-wait", "5s", "--watch", "10s")
     assert run.returncode == 0, run.stdout + run.stderr
     out = run.stdout
@@ -122,8 +115,8 @@ def test_dr_drill_deletes_the_namespace_re_ups_restores_and_verifies(deployed, d
     assert steps == sorted(steps)  # destroy, re-up, restore, verify: in that order
     assert f"namespace {NS} deleted" in out
     # The namespace is a new one, with the apps in it again.
-    assert _json(drill_cluster, "get", "namespace", NS)["metadata"]["uid"] != before
-    deployments = {d["metadata"]["name"] for d in _json(drill_cluster, "get", "deployments", "-n", NS)["items"]}
+    assert _json(own_cluster, "get", "namespace", NS)["metadata"]["uid"] != before
+    deployments = {d["metadata"]["name"] for d in _json(own_cluster, "get", "deployments", "-n", NS)["items"]}
     assert {"backend", "frontend"} <= deployments
     # The restore was created from the completed backup, and not faked as done.
     assert f"from backup {BACKUP}, in place" in out

@@ -25,7 +25,6 @@ from components.addons.alert_rules import rule_groups
 from components.meta import platform_labels
 from infra.simulate import DELETE
 from tests.charts import charts_dir
-from tests.engine.conftest import running_cluster
 from tests.engine.engine import ROOT, Project, kubectl, preview_changes
 
 STACK, NS, MONITORING = "local-platform", "clipper-local", "monitoring"
@@ -77,20 +76,13 @@ def _scraped(kubeconfig) -> dict[str, tuple[str, dict, int]]:
 
 
 @pytest.fixture(scope="module")
-def monitoring_cluster(bin_dir, tmp_path_factory):
-    """An API server of its own: the chart's CRDs and namespaces stay out of other tests."""
-    with running_cluster(tmp_path_factory.mktemp("monitoring-cluster")) as kubeconfig:
-        yield kubeconfig
-
-
-@pytest.fixture(scope="module")
-def installed(bin_dir, tmp_path_factory, monitoring_cluster):
+def installed(bin_dir, tmp_path_factory, own_cluster):
     # The pack is left out: tests/engine/test_rendered_stacks.py holds these objects to it.
     project = Project.copy_of(ROOT, tmp_path_factory.mktemp("monitoring"), bin_dir, with_policies=False)
     project.env["CLIPPER_CHARTS_DIR"] = str(charts_dir())
     project.init(STACK)
     existing = project.stack_config(STACK).get("clipper:existing") or {}
-    project.set(STACK, "existing", {**existing, "mode": "cluster", "kubeconfig": str(monitoring_cluster)})
+    project.set(STACK, "existing", {**existing, "mode": "cluster", "kubeconfig": str(own_cluster)})
     # The add-on declares its namespace itself; a stack file may still list it (config refuses both).
     project.set(STACK, f"namespaces.{MONITORING}", DELETE)
     project.set(STACK, "addons.monitoring.enabled", True)
@@ -114,17 +106,17 @@ def _controller(config: dict) -> str:
     return config["clipper:ingress"]["controller"]
 
 
-def test_the_charts_crds_are_established(installed, monitoring_cluster):
+def test_the_charts_crds_are_established(installed, own_cluster):
     for plural in CRDS:
-        crd = _json(monitoring_cluster, "get", "crd", f"{plural}.{GROUP}")
+        crd = _json(own_cluster, "get", "crd", f"{plural}.{GROUP}")
         conditions = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
         assert conditions.get("Established") == "True" and conditions.get("NamesAccepted") == "True", plural
 
 
-def test_every_platform_rule_is_stored_as_declared(installed, monitoring_cluster, config):
+def test_every_platform_rule_is_stored_as_declared(installed, own_cluster, config):
     declared = rule_groups(_controller(config), RPO)
     assert {g["name"] for g in declared} >= {"clipper-pods", "clipper-secrets", "clipper-backups"}
-    stored = {name: spec["groups"] for name, spec in _ours(monitoring_cluster, "prometheusrules").items()}
+    stored = {name: spec["groups"] for name, spec in _ours(own_cluster, "prometheusrules").items()}
     assert sorted(stored) == sorted(g["name"] for g in declared)
     for group in declared:
         # Nothing pruned or defaulted away: every alert with its expr, for, severity and runbook.
@@ -133,8 +125,8 @@ def test_every_platform_rule_is_stored_as_declared(installed, monitoring_cluster
     assert {"PodCrashLooping", "HpaAtMaxReplicas", "ExternalSecretNotSynced", "BackupOlderThanRpo"} <= alerts
 
 
-def test_each_app_has_a_service_monitor_whose_service_routes_to_its_pods(installed, monitoring_cluster, config):
-    monitors = _ours(monitoring_cluster, "servicemonitors")
+def test_each_app_has_a_service_monitor_whose_service_routes_to_its_pods(installed, own_cluster, config):
+    monitors = _ours(own_cluster, "servicemonitors")
     apps = sorted(config["clipper:apps"])
     assert sorted(monitors) == [f"app-{app}" for app in apps]
     for app in apps:
@@ -143,26 +135,26 @@ def test_each_app_has_a_service_monitor_whose_service_routes_to_its_pods(install
         [endpoint] = spec["endpoints"]
         assert endpoint["port"] == "http" and endpoint["path"] == "/metrics"
         # A ServiceMonitor selects Services: exactly the app's, which has the named port...
-        [service] = _items(monitoring_cluster, "services", "-n", NS, "-l", _selector(spec["selector"]["matchLabels"]))
+        [service] = _items(own_cluster, "services", "-n", NS, "-l", _selector(spec["selector"]["matchLabels"]))
         assert service["metadata"]["name"] == app
         assert "http" in {p["name"] for p in service["spec"]["ports"]}
         # ...and whose endpoints are the app's Ready pods (kwok gives them IPs and readiness).
-        pods = _items(monitoring_cluster, "pods", "-n", NS, "-l", _selector(service["spec"]["selector"]))
+        pods = _items(own_cluster, "pods", "-n", NS, "-l", _selector(service["spec"]["selector"]))
         running = {p["status"]["podIP"] for p in pods if p["status"].get("phase") == "Running"}
         assert running and all(p["metadata"]["labels"]["app.kubernetes.io/name"] == app for p in pods)
-        slices = _items(monitoring_cluster, "endpointslices", "-n", NS, "-l", f"kubernetes.io/service-name={app}")
+        slices = _items(own_cluster, "endpointslices", "-n", NS, "-l", f"kubernetes.io/service-name={app}")
         ready = {a for s in slices for e in s.get("endpoints") or [] if e["conditions"].get("ready") for a in e["addresses"]}
         assert ready == running, app
 
 
-def test_each_add_on_has_a_pod_monitor_on_a_port_its_pods_declare(installed, monitoring_cluster):
-    monitors = _ours(monitoring_cluster, "podmonitors")
+def test_each_add_on_has_a_pod_monitor_on_a_port_its_pods_declare(installed, own_cluster):
+    monitors = _ours(own_cluster, "podmonitors")
     assert sorted(monitors) == sorted(ADDON_TARGETS)
     for name, namespace in ADDON_TARGETS.items():
         spec = monitors[name]
         assert spec["namespaceSelector"] == {"matchNames": [namespace]}
         [endpoint] = spec["podMetricsEndpoints"]
-        pods = _items(monitoring_cluster, "pods", "-n", namespace, "-l", _selector(spec["selector"]["matchLabels"]))
+        pods = _items(own_cluster, "pods", "-n", namespace, "-l", _selector(spec["selector"]["matchLabels"]))
         assert pods, f"{name}: the PodMonitor selects no pod in {namespace}"
         # The operator keeps a target only where a container declares the port (pod role discovery).
         for pod in pods:
@@ -170,16 +162,16 @@ def test_each_add_on_has_a_pod_monitor_on_a_port_its_pods_declare(installed, mon
             assert endpoint["portNumber"] in ports, f"{name}: {pod['metadata']['name']} declares {sorted(ports)}"
 
 
-def test_prometheus_has_our_retention_and_storage_and_the_operator_runs(installed, monitoring_cluster):
-    [prometheus] = _items(monitoring_cluster, f"prometheuses.{GROUP}", "-n", MONITORING)
+def test_prometheus_has_our_retention_and_storage_and_the_operator_runs(installed, own_cluster):
+    [prometheus] = _items(own_cluster, f"prometheuses.{GROUP}", "-n", MONITORING)
     spec = prometheus["spec"]
     assert spec["retention"] == RETENTION and spec["replicas"] == 2
     assert spec["storage"]["volumeClaimTemplate"]["spec"]["resources"]["requests"]["storage"] == STORAGE
     # Every rule and monitor, not only those labelled with the chart's release.
     for selector in ("ruleSelector", "serviceMonitorSelector", "podMonitorSelector"):
         assert spec[selector] == {}, selector
-    assert len(_items(monitoring_cluster, f"alertmanagers.{GROUP}", "-n", MONITORING)) == 1
-    deployments = {d["metadata"]["name"]: d for d in _items(monitoring_cluster, "deployments", "-n", MONITORING)}
+    assert len(_items(own_cluster, f"alertmanagers.{GROUP}", "-n", MONITORING)) == 1
+    deployments = {d["metadata"]["name"]: d for d in _items(own_cluster, "deployments", "-n", MONITORING)}
     operator = [d for name, d in deployments.items() if name.endswith("-operator")]
     state_metrics = [d for name, d in deployments.items() if name.endswith("kube-state-metrics")]
     assert len(operator) == 1 and len(state_metrics) == 1, sorted(deployments)
@@ -188,19 +180,19 @@ def test_prometheus_has_our_retention_and_storage_and_the_operator_runs(installe
         assert status.get("availableReplicas") == deployment["spec"]["replicas"], (deployment["metadata"]["name"], status)
 
 
-def test_the_namespace_is_psa_restricted_behind_default_deny(installed, monitoring_cluster):
-    labels = _json(monitoring_cluster, "get", "namespace", MONITORING)["metadata"]["labels"]
+def test_the_namespace_is_psa_restricted_behind_default_deny(installed, own_cluster):
+    labels = _json(own_cluster, "get", "namespace", MONITORING)["metadata"]["labels"]
     for mode in ("enforce", "audit", "warn"):
         assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
-    policies = {p["metadata"]["name"]: p["spec"] for p in _items(monitoring_cluster, "networkpolicies", "-n", MONITORING)}
+    policies = {p["metadata"]["name"]: p["spec"] for p in _items(own_cluster, "networkpolicies", "-n", MONITORING)}
     assert policies["default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
 
 
-def test_each_scraped_namespace_admits_prometheus_to_the_scraped_pods_and_port_only(installed, monitoring_cluster, config):
-    targets = _scraped(monitoring_cluster)
+def test_each_scraped_namespace_admits_prometheus_to_the_scraped_pods_and_port_only(installed, own_cluster, config):
+    targets = _scraped(own_cluster)
     assert sorted(targets) == sorted([*(f"app-{app}" for app in config["clipper:apps"]), *ADDON_TARGETS])
     for target, (namespace, pods, port) in targets.items():
-        policies = {p["metadata"]["name"]: p["spec"] for p in _items(monitoring_cluster, "networkpolicies", "-n", namespace)}
+        policies = {p["metadata"]["name"]: p["spec"] for p in _items(own_cluster, "networkpolicies", "-n", namespace)}
         assert policies["default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}, namespace
         assert policies[f"allow-scrape-{target}"] == {
             "podSelector": {"matchLabels": pods},
@@ -210,7 +202,7 @@ def test_each_scraped_namespace_admits_prometheus_to_the_scraped_pods_and_port_o
                          "ports": [{"port": port, "protocol": "TCP"}]}],
         }, target
     # And Prometheus may send to those ports, in those namespaces, and nowhere else in the cluster.
-    policies = {p["metadata"]["name"]: p["spec"] for p in _items(monitoring_cluster, "networkpolicies", "-n", MONITORING)}
+    policies = {p["metadata"]["name"]: p["spec"] for p in _items(own_cluster, "networkpolicies", "-n", MONITORING)}
     egress = {name.removeprefix("allow-egress-to-"): spec for name, spec in policies.items() if name.startswith("allow-egress-to-")}
     expected: dict[str, set[int]] = {}
     for namespace, _, port in targets.values():
@@ -234,14 +226,14 @@ def _create(kubeconfig, path, rule: dict) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=60)
 
 
-def test_the_api_server_refuses_a_rule_the_crd_schema_does_not_allow(installed, monitoring_cluster, tmp_path):
+def test_the_api_server_refuses_a_rule_the_crd_schema_does_not_allow(installed, own_cluster, tmp_path):
     good = {"alert": "Broken", "expr": "vector(1)", "for": "5m", "labels": {"severity": "warning"}}
-    misspelt = _create(monitoring_cluster, tmp_path / "misspelt.json", {"groups": [{"name": "broken", "rules": [{**good, "fro": "5m"}]}]})
+    misspelt = _create(own_cluster, tmp_path / "misspelt.json", {"groups": [{"name": "broken", "rules": [{**good, "fro": "5m"}]}]})
     assert misspelt.returncode != 0 and 'unknown field "spec.groups[0].rules[0].fro"' in misspelt.stderr, misspelt.stderr
-    bad_duration = _create(monitoring_cluster, tmp_path / "duration.json", {"groups": [{"name": "broken", "rules": [{**good, "for": "5 minutes"}]}]})
+    bad_duration = _create(own_cluster, tmp_path / "duration.json", {"groups": [{"name": "broken", "rules": [{**good, "for": "5 minutes"}]}]})
     assert bad_duration.returncode != 0 and "spec.groups[0].rules[0].for" in bad_duration.stderr, bad_duration.stderr
-    assert not _items(monitoring_cluster, f"prometheusrules.{GROUP}", "-n", MONITORING, "--field-selector", "metadata.name=broken")
+    assert not _items(own_cluster, f"prometheusrules.{GROUP}", "-n", MONITORING, "--field-selector", "metadata.name=broken")
     # The same object without the mistakes is accepted: the refusals are the schema's, not the request's.
-    accepted = _create(monitoring_cluster, tmp_path / "good.json", {"groups": [{"name": "broken", "rules": [good]}]})
+    accepted = _create(own_cluster, tmp_path / "good.json", {"groups": [{"name": "broken", "rules": [good]}]})
     assert accepted.returncode == 0, accepted.stderr
-    kubectl(monitoring_cluster, "delete", f"prometheusrules.{GROUP}", "broken", "-n", MONITORING)
+    kubectl(own_cluster, "delete", f"prometheusrules.{GROUP}", "broken", "-n", MONITORING)

@@ -32,7 +32,6 @@ import pytest
 
 from components.addons.reloader import RELOAD_ON_SECRET_ANNOTATION, RELOADED_FROM_ANNOTATION
 from tests.charts import charts_dir
-from tests.engine.conftest import running_cluster
 from tests.engine.engine import ROOT, Project, kubectl
 
 STACK, NS, STORE_KEY = "local", "clipper-local", "clipper-local-database-url"
@@ -117,31 +116,25 @@ class StandInControllers(threading.Thread):
             self.stop.wait(0.5)
 
 
-@pytest.fixture(scope="module")
-def verify_cluster(bin_dir, tmp_path_factory):
-    with running_cluster(tmp_path_factory.mktemp("verify-cluster")) as kubeconfig:
-        yield kubeconfig
-
-
 def _store(value: str) -> dict:
     return {"fake": {"data": [{"key": STORE_KEY, "value": value}]}}
 
 
 @pytest.fixture(scope="module")
-def deployed(bin_dir, tmp_path_factory, verify_cluster):
+def deployed(bin_dir, tmp_path_factory, own_cluster):
     """The local stack on the module's API server, with External Secrets and Reloader; the
     stand-ins running from the moment the ExternalSecret exists (the operator syncs it on creation)."""
     project = Project.copy_of(ROOT, tmp_path_factory.mktemp("verify"), bin_dir, with_policies=False)
     project.env["CLIPPER_CHARTS_DIR"] = str(charts_dir())
     project.init(STACK)
-    project.set(STACK, "existing", {"mode": "cluster", "kubeconfig": str(verify_cluster), "secretStore": _store("postgres://v1")})
+    project.set(STACK, "existing", {"mode": "cluster", "kubeconfig": str(own_cluster), "secretStore": _store("postgres://v1")})
     project.set(STACK, "addons.external-secrets", {"enabled": True, "waitForSync": False})
     project.set(STACK, "addons.reloader", {"enabled": True})
     project.set(STACK, "apps.backend.secrets", {"DATABASE_URL": STORE_KEY})
     started = time.monotonic()
     project.ok("up", "--stack", STACK, "--yes", "--skip-preview", timeout=900)
     print(f"\nup with External Secrets and Reloader: {time.monotonic() - started:.1f}s")
-    controllers = StandInControllers(verify_cluster, NS)
+    controllers = StandInControllers(own_cluster, NS)
     controllers.start()
     deadline = time.monotonic() + 60
     while controllers.syncs == 0 and time.monotonic() < deadline:
@@ -151,7 +144,7 @@ def deployed(bin_dir, tmp_path_factory, verify_cluster):
     # the passing verify is not watching a scale-up it would rightly wait for.
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
-        status = _json(verify_cluster, "get", "deployment", "backend", "-n", NS)["status"]
+        status = _json(own_cluster, "get", "deployment", "backend", "-n", NS)["status"]
         if status.get("availableReplicas") == status.get("replicas") == 2:
             break
         time.sleep(1)
@@ -193,13 +186,13 @@ def test_verify_passes_after_up(deployed):
     assert controllers.errors == []
 
 
-def test_reloader_is_scoped_to_the_app_namespace(deployed, verify_cluster):
-    clusterroles = _json(verify_cluster, "get", "clusterroles,clusterrolebindings", "-l", "app.kubernetes.io/instance=reloader")
+def test_reloader_is_scoped_to_the_app_namespace(deployed, own_cluster):
+    clusterroles = _json(own_cluster, "get", "clusterroles,clusterrolebindings", "-l", "app.kubernetes.io/instance=reloader")
     assert clusterroles["items"] == []
-    roles = {r["metadata"]["name"]: r for r in _json(verify_cluster, "get", "roles", "-n", NS)["items"]}
+    roles = {r["metadata"]["name"]: r for r in _json(own_cluster, "get", "roles", "-n", NS)["items"]}
     rules = roles["reloader-reloader-role"]["rules"]
     assert {"resources": ["secrets"], "verbs": ["list", "get", "watch"]}.items() <= rules[0].items()
-    deployment = _json(verify_cluster, "get", "deployment", "backend", "-n", NS)
+    deployment = _json(own_cluster, "get", "deployment", "backend", "-n", NS)
     assert deployment["metadata"]["annotations"][RELOAD_ON_SECRET_ANNOTATION] == "backend-secrets"
 
 
@@ -213,15 +206,15 @@ def test_verify_http_probe_fails_clearly_where_nothing_answers(deployed):
     assert "local: FAIL: 1 check(s) failed: frontend http" in run.stdout
 
 
-def test_rotate_rolls_the_app_onto_the_new_secret(deployed, verify_cluster):
+def test_rotate_rolls_the_app_onto_the_new_secret(deployed, own_cluster):
     project, controllers = deployed
-    before = _backend_pods(verify_cluster)
-    revision = _json(verify_cluster, "get", "deployment", "backend", "-n", NS)["metadata"]["annotations"][
+    before = _backend_pods(own_cluster)
+    revision = _json(own_cluster, "get", "deployment", "backend", "-n", NS)["metadata"]["annotations"][
         "deployment.kubernetes.io/revision"]
     # The rotation itself: a new value in the secret manager (the fake provider's store).
     project.set(STACK, "existing.secretStore", _store("postgres://v2"))
     project.ok("up", "--stack", STACK, "--yes", "--skip-preview", timeout=900)
-    secret = _json(verify_cluster, "get", "secret", "backend-secrets", "-n", NS)
+    secret = _json(own_cluster, "get", "secret", "backend-secrets", "-n", NS)
     assert base64.b64decode(secret["data"]["DATABASE_URL"]) == b"postgres://v1"  # nothing synced it yet
 
     run = _ops(project, "rotate", "--stack", STACK, "--app", "backend", "--timeout", "3m")
@@ -230,10 +223,10 @@ def test_rotate_rolls_the_app_onto_the_new_secret(deployed, verify_cluster):
                      "Secret backend-secrets changed", "==> rollout of deployment clipper-local/backend by Reloader",
                      f"revision {int(revision) + 1} started", "done in "):
         assert progress in run.stdout
-    secret = _json(verify_cluster, "get", "secret", "backend-secrets", "-n", NS)
+    secret = _json(own_cluster, "get", "secret", "backend-secrets", "-n", NS)
     assert base64.b64decode(secret["data"]["DATABASE_URL"]) == b"postgres://v2"
     assert "postgres://" not in run.stdout + run.stderr
-    after = _backend_pods(verify_cluster)
+    after = _backend_pods(own_cluster)
     assert after and all(after.values()), after  # the new pods are Ready
     assert not set(after) & set(before), f"pods not replaced: {before} -> {after}"
     assert controllers.rolls == 1 and controllers.errors == []
@@ -244,26 +237,26 @@ def test_rotate_rolls_the_app_onto_the_new_secret(deployed, verify_cluster):
     assert _ops(project, "verify", "--stack", STACK, "--watch", "0").returncode == 0
 
 
-def test_rotate_refuses_when_the_secret_manager_still_holds_the_old_value(deployed, verify_cluster):
+def test_rotate_refuses_when_the_secret_manager_still_holds_the_old_value(deployed, own_cluster):
     project, controllers = deployed
-    before = _backend_pods(verify_cluster)
+    before = _backend_pods(own_cluster)
     run = _ops(project, "rotate", "--stack", STACK, "--app", "backend", "--timeout", "1m")
     assert run.returncode == 1
     assert "its data did not change: the secret manager still holds the values the app runs with" in run.stderr
-    assert _backend_pods(verify_cluster) == before and controllers.errors == []
+    assert _backend_pods(own_cluster) == before and controllers.errors == []
 
 
-def test_verify_fails_on_a_rollout_that_cannot_complete_and_an_unsynced_secret(deployed, verify_cluster):
+def test_verify_fails_on_a_rollout_that_cannot_complete_and_an_unsynced_secret(deployed, own_cluster):
     project, controllers = deployed
     controllers.stop.set()  # from here on, nothing syncs
     controllers.join(timeout=10)
     # A release whose new pods nobody can schedule: maxUnavailable 0 keeps the old ones, the rollout hangs.
-    kubectl(verify_cluster, "patch", "deployment", "frontend", "-n", NS, "--type=merge",
+    kubectl(own_cluster, "patch", "deployment", "frontend", "-n", NS, "--type=merge",
             "-p", json.dumps({"spec": {"template": {"spec": {"nodeSelector": {"clipper.dev/pool": "nowhere"}}}}}))
     unsynced = {"status": {"conditions": [{"type": "Ready", "status": "False", "reason": "SecretSyncedError",
                                            "message": "could not get secret data from provider",
                                            "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}
-    kubectl(verify_cluster, "patch", "externalsecret", "backend-secrets", "-n", NS, "--subresource=status",
+    kubectl(own_cluster, "patch", "externalsecret", "backend-secrets", "-n", NS, "--subresource=status",
             "--type=merge", "-p", json.dumps(unsynced))
     run = _ops(project, "verify", "--stack", STACK, "--watch", "8s")
     assert run.returncode == 1

@@ -16,7 +16,6 @@ import yaml
 
 from infra.rendered import rendered_objects
 from tests.charts import charts_dir
-from tests.engine.conftest import running_cluster
 from tests.engine.engine import ROOT, kubectl, preview_changes
 from tests.manifests import CHART_CHECKOV_SKIPS, checkov_failures, schema_errors
 
@@ -32,13 +31,6 @@ def platform(project):
     project.env["CLIPPER_CHARTS_DIR"] = str(charts_dir())
     project.init(STACK)
     return project
-
-
-@pytest.fixture(scope="module")
-def addon_cluster(bin_dir, tmp_path_factory):
-    """An API server of its own: add-on CRDs and terminating namespaces stay out of other tests."""
-    with running_cluster(tmp_path_factory.mktemp("addon-cluster")) as kubeconfig:
-        yield kubeconfig
 
 
 def _summary(docs: list[dict]) -> dict:
@@ -111,41 +103,41 @@ def _on_local_api_server(platform, kubeconfig, **existing) -> None:
     platform.set(STACK, "addons.metrics-server.values", {"apiService": {"create": False}})
 
 
-def test_upgrade_from_the_old_pins_then_switch_to_gateway(platform, addon_cluster):
+def test_upgrade_from_the_old_pins_then_switch_to_gateway(platform, own_cluster):
     """The runbook's "Update operators", and the move off the retired ingress-nginx."""
-    _on_local_api_server(platform, addon_cluster)
+    _on_local_api_server(platform, own_cluster)
     for addon, version in OLD_VERSIONS.items():
         platform.set(STACK, f"addons.{addon}.version", version)
     try:
         platform.ok("up", "--stack", STACK, "--yes", "--skip-preview", timeout=1200)
-        crd = _get(addon_cluster, "crd", "certificates.cert-manager.io")
+        crd = _get(own_cluster, "crd", "certificates.cert-manager.io")
         assert crd["metadata"]["labels"]["app.kubernetes.io/version"] == "v1.19.1"
-        _assert_platform_live(addon_cluster, "nginx")
+        _assert_platform_live(own_cluster, "nginx")
 
         pinned = yaml.safe_load((ROOT / f"Pulumi.{STACK}.yaml").read_text())["config"]["clipper:addons"]
         for addon in OLD_VERSIONS:  # back to the versions the repo pins
             platform.set(STACK, f"addons.{addon}.version", pinned[addon]["version"])
         platform.ok("up", "--stack", STACK, "--yes", "--skip-preview", timeout=1200)
-        crd = _get(addon_cluster, "crd", "certificates.cert-manager.io")
+        crd = _get(own_cluster, "crd", "certificates.cert-manager.io")
         assert crd["metadata"]["labels"]["app.kubernetes.io/version"] == "v1.21.1"
-        _assert_platform_live(addon_cluster, "nginx")
+        _assert_platform_live(own_cluster, "nginx")
         assert preview_changes(platform.ok("preview", "--stack", STACK, "--json", timeout=900).json()) == {}
 
         platform.set(STACK, "ingress.controller", "gateway")
         platform.ok("up", "--stack", STACK, "--yes", "--skip-preview", timeout=1200)
-        _assert_platform_live(addon_cluster, "gateway")
+        _assert_platform_live(own_cluster, "gateway")
         assert preview_changes(platform.ok("preview", "--stack", STACK, "--json", timeout=900).json()) == {}
     finally:
         platform.pulumi("destroy", "--stack", STACK, "--yes", "--skip-preview", timeout=1200)
 
 
-def test_a_misspelt_field_of_a_custom_resource_is_refused_by_the_api_server(platform, addon_cluster):
+def test_a_misspelt_field_of_a_custom_resource_is_refused_by_the_api_server(platform, own_cluster):
     store = platform.stack_config(STACK)["clipper:existing"]["secretStore"]
-    _on_local_api_server(platform, addon_cluster, secretStore={"fake": {"dataa": store["fake"]["data"]}})
+    _on_local_api_server(platform, own_cluster, secretStore={"fake": {"dataa": store["fake"]["data"]}})
     try:
         failed = platform.pulumi("up", "--stack", STACK, "--yes", "--skip-preview", timeout=1200)
         assert failed.returncode != 0
         assert "dataa" in failed.output, failed.output[-3000:]
-        assert not _names(addon_cluster, "clustersecretstores.external-secrets.io")
+        assert not _names(own_cluster, "clustersecretstores.external-secrets.io")
     finally:
         platform.pulumi("destroy", "--stack", STACK, "--yes", "--skip-preview", timeout=1200)

@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 
 from infra.ops.recover import kubectl_kind
-from tests.engine.conftest import running_cluster
 from tests.engine.engine import ROOT, Project, kubectl
 
 STACK = "local"
@@ -35,12 +34,6 @@ def _seeds() -> list[int]:
     if given:
         return [int(seed) for seed in given.split(",")]
     return [random.SystemRandom().randrange(10_000) for _ in range(2)]
-
-
-@pytest.fixture(scope="module")
-def cluster(bin_dir, tmp_path_factory):
-    with running_cluster(tmp_path_factory.mktemp("recover-cluster")) as kubeconfig:
-        yield kubeconfig
 
 
 def checkpoint(project: Project) -> dict:
@@ -99,10 +92,10 @@ def cluster_objects(kubeconfig: Path, tokens: set[str], namespaces: set[str]) ->
 
 
 @pytest.mark.parametrize("seed", _seeds())
-def test_up_killed_half_way_is_recovered_without_loss_duplicates_or_orphans(cluster, bin_dir, tmp_path, seed):
+def test_up_killed_half_way_is_recovered_without_loss_duplicates_or_orphans(own_cluster, bin_dir, tmp_path, seed):
     project = Project.copy_of(ROOT, tmp_path, bin_dir, with_policies=False)
     project.init(STACK)
-    project.set(STACK, "existing", {"mode": "cluster", "kubeconfig": str(cluster)})
+    project.set(STACK, "existing", {"mode": "cluster", "kubeconfig": str(own_cluster)})
     rng = random.Random(seed)
     resources, extra_delay = rng.randint(2, 30), round(rng.uniform(0, 0.5), 2)
     print(f"\nkill point (seed {seed}): SIGKILL once the state holds {resources} resources, + {extra_delay}s")
@@ -134,7 +127,7 @@ def test_up_killed_half_way_is_recovered_without_loss_duplicates_or_orphans(clus
     assert len(in_state) == len(set(in_state)), "an object is in the state twice"
     tokens = {token for token, _ in in_state}
     namespaces = {object_id.split("/")[0] for _, object_id in in_state if "/" in object_id}
-    live = cluster_objects(cluster, tokens, namespaces)
+    live = cluster_objects(own_cluster, tokens, namespaces)
     assert set(in_state) - live == set(), "in the state, not on the API server (lost)"
     assert live - set(in_state) == set(), "on the API server, not in the state (orphaned)"
     print(f"after recover + up: {len(in_state)} objects in the state, all live, none orphaned")

@@ -16,7 +16,6 @@ import os
 import re
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 

@@ -23,7 +23,7 @@ import subprocess
 
 import pytest
 
-from tests.engine.engine import LOCAL_PASSPHRASE, ROOT, Result
+from tests.engine.engine import ROOT, Result
 from tests.engine.test_ops import PRODUCTION, STAGING, V2_BACKEND, WEBHOOK, OpsProject
 
 DOCS = ROOT / "docs" / "backends.md"
