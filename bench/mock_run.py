@@ -88,13 +88,11 @@ def floor(path: str) -> dict:
 
     def program():
         for obj in objects:
-            inputs = {k: v for k, v in obj["inputs"].items() if k not in ("apiVersion", "kind")}
             cls = sdk_class(obj["type"])
-            if cls is None:
-                _, api_version, kind = obj["type"].split(":")
-                importlib.import_module("pulumi_kubernetes").apiextensions.CustomResource(
-                    obj["name"], api_version=api_version, kind=kind, **inputs)
+            if cls is None:  # a custom resource's kind: registered by its type token with its fields as they are
+                pulumi.CustomResource(obj["type"], obj["name"], obj["inputs"])
             else:
+                inputs = {k: v for k, v in obj["inputs"].items() if k not in ("apiVersion", "kind")}
                 cls(obj["name"], **{pulumi_name(k): v for k, v in inputs.items()})
 
     start, cpu = time.perf_counter(), time.process_time()
