@@ -20,6 +20,7 @@ from components.addons.ingress import IngressController, Route
 from components.addons.reloader import reload_annotations
 from components.cluster.base import CLIPPER_SPOT, SpotPlacement
 from components.meta import APP_LABEL, app_selector, platform_labels
+from components.pod_security import restricted_container
 from components.settings import ImageRef, Port, ResourceRequirements, Settings
 
 
@@ -175,16 +176,7 @@ class AppDeployment(pulumi.ComponentResource):
     # --- pods -------------------------------------------------------------------------------
 
     def _container_security(self) -> dict:
-        return {
-            "runAsNonRoot": True,
-            "runAsUser": self._args.settings.run_as_user,
-            "runAsGroup": self._args.settings.run_as_user,
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "privileged": False,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        }
+        return restricted_container(run_as=self._args.settings.run_as_user)
 
     def _env(self) -> list[dict]:
         s = self._args.settings

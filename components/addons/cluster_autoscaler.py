@@ -31,6 +31,7 @@ from components.addons.spread import topology_spread
 from components.cluster.base import POOL_LABEL, NodeAutoscaler
 from components.meta import app_selector, platform_labels
 from components.network_policy import dns_egress, ip_blocks, port
+from components.pod_security import restricted_container
 from components.settings import ComputeResources, ResourceRequirements, Settings
 
 NAME = "cluster-autoscaler"
@@ -260,14 +261,7 @@ def deployment_spec(s: ClusterAutoscalerSettings, autoscaler: NodeAutoscaler, po
         # Stand-by replicas answer it too: only the leader's loop is watched.
         "readinessProbe": probe,
         "resources": s.resources.to_kubernetes(),
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "privileged": False,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_container(),  # user and group from the pod's context
     }
     return {
         "replicas": s.replicas,
